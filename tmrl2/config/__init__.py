@@ -1,0 +1,1 @@
+"""Config: typed models (schema), YAML loading with overrides (load), registries (registry)."""

@@ -1,0 +1,119 @@
+"""End to end: the real roles as processes on 127.0.0.1, data and weights flowing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tmrl2.config.load import load_config
+from tmrl2.roles.launcher import launch_all
+
+pytestmark = pytest.mark.e2e
+
+SMALL = [
+    "run.eval_episodes=0",
+    "trainer.start_samples=500",
+    "worker.random_steps=500",
+    "trainer.publish_every_updates=50",
+    "trainer.checkpoint_every_s=5",
+    "memory.capacity=20000",
+    "algorithm.batch_size=64",
+    "model.hidden_sizes=[64, 64]",
+]
+
+
+def test_roles_exchange_samples_and_weights(tmp_path: Path) -> None:
+    config = load_config(None, [*SMALL, "run.steps=4000", "run.minutes=1.5",
+                                f"run.dir={tmp_path}"])
+    start = time.monotonic()
+    run = launch_all(config, tmp_path / "run")
+    run.wait()
+    assert time.monotonic() - start < 120
+    assert all(code == 0 for code in run.exit_codes().values()), run.exit_codes()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["samples"] >= 4000
+    assert summary["updates"] > 0
+    # chunks carry the version of the weights the worker acted with: >= 1 means that the
+    # worker received and swapped in at least one weights update from the trainer
+    assert summary["worker_policy_version"] >= 1
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    assert "kind: sim" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tmrl2", *args]
+
+
+def test_cli_train_then_eval(tmp_path: Path) -> None:
+    sets = [a for s in SMALL if s != "run.eval_episodes=0" for a in ("--set", s)]
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        _cli("train", "--steps", "2000", "--run-dir", str(run_dir), *sets,
+             "--set", "run.eval_episodes=1", "--set", "env.max_episode_steps=200"),
+        capture_output=True, text=True, timeout=150,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "== summary ==" in proc.stdout and "eval 0" in proc.stdout
+    ev = subprocess.run(_cli("eval", str(run_dir)), capture_output=True, text=True, timeout=60)
+    assert ev.returncode in (0, 3), ev.stderr[-3000:]  # 3: the policy did not finish
+    assert "episode 0:" in ev.stdout
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+def test_ctrl_c_stops_every_role_and_frees_the_port(tmp_path: Path) -> None:
+    from tmrl2.roles.launcher import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        _cli("train", "--run-dir", str(tmp_path / "run"), "--set", f"server.port={port}",
+             *[a for s in SMALL for a in ("--set", s)]),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "run" / "metrics.jsonl").is_file():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+            time.sleep(0.5)
+        children = _children(proc.pid)
+        assert len(children) >= 3
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        proc.wait(timeout=45)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0
+    time.sleep(0.5)
+    assert not [pid for pid in children if _alive(pid)]
+    assert _port_free(port)
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"

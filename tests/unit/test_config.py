@@ -1,0 +1,121 @@
+"""Config loading: defaults, example files, overrides and the errors users see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from tmrl2.config.load import ConfigError, dump_config, load_config, save_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_FILES = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def test_there_are_example_configs() -> None:
+    assert CONFIG_FILES, "configs/ must hold example YAML files"
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
+def test_every_example_config_loads(path: Path) -> None:
+    config = load_config(path)
+    assert config.env.kind and config.algorithm.kind
+
+
+def test_default_config_is_the_sim_lidar_file() -> None:
+    assert dump_config(load_config()) == dump_config(load_config(ROOT / "configs/sim_lidar.yaml"))
+
+
+def test_defaults_name_the_builtin_components() -> None:
+    data = dump_config(load_config())
+    assert [data[s]["kind"] for s in ("env", "reward", "memory", "model", "algorithm")] == [
+        "sim", "progress", "ring", "mlp", "sac"
+    ]
+
+
+def test_overrides_set_values_of_any_type() -> None:
+    config = load_config(None, ["run.steps=1234", "trainer.device=cpu", "env.lidar_beams=7"])
+    assert config.run.steps == 1234
+    assert config.env.lidar_beams == 7  # type: ignore[attr-defined]
+
+
+def test_config_is_frozen() -> None:
+    config = load_config()
+    with pytest.raises(pydantic.ValidationError):
+        config.run.steps = 5  # type: ignore[misc]
+
+
+def _error(overrides: list[str]) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    return str(info.value)
+
+
+def test_unknown_key_names_the_path_and_the_closest_key() -> None:
+    message = _error(["trainer.start_sampels=10"])
+    assert "trainer.start_sampels: unknown key" in message
+    assert "did you mean 'start_samples'" in message
+
+
+def test_unknown_key_in_a_component_section() -> None:
+    message = _error(["env.lidar_beam=10"])
+    assert "env.lidar_beam: unknown key" in message and "'lidar_beams'" in message
+
+
+def test_unknown_section() -> None:
+    assert "trainr: unknown key; did you mean 'trainer'" in _error(["trainr.device=cpu"])
+
+
+def test_wrong_type_names_the_path_and_the_expected_type() -> None:
+    message = _error(["trainer.start_samples=many"])
+    assert "trainer.start_samples: expected int, got 'many'" in message
+
+
+def test_out_of_range_value() -> None:
+    assert "worker.chunk_steps" in _error(["worker.chunk_steps=0"])
+
+
+def test_all_problems_are_reported_together() -> None:
+    message = _error(["trainer.start_samples=x", "run.stepz=1"])
+    assert "trainer.start_samples" in message and "run.stepz" in message
+
+
+def test_unknown_component_name_lists_known_ones() -> None:
+    message = _error(["algorithm.kind=sca"])
+    assert "unknown algorithm 'sca'" in message and "did you mean 'sac'" in message
+    assert "Known: sac" in message
+
+
+def test_bad_import_path_module() -> None:
+    message = _error(["env.kind=not_a_module.anywhere:Env"])
+    assert "env.kind: cannot import module 'not_a_module.anywhere'" in message
+
+
+def test_bad_import_path_attribute() -> None:
+    message = _error(["env.kind=tmrl2.envs.sim.env:NoSuchEnv"])
+    assert "has no attribute 'NoSuchEnv'" in message
+
+
+def test_import_path_selects_a_component() -> None:
+    config = load_config(None, ["env.kind=tmrl2.envs.sim.env:SimEnv"])
+    assert type(config.env).__name__ == "SimEnvConfig"
+
+
+def test_malformed_override() -> None:
+    assert "expected 'section.key=value'" in _error(["steps=10"])
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_saved_config_round_trips(tmp_path: Path) -> None:
+    config = load_config(None, ["run.steps=77", "env.lidar_history=2"])
+    save_config(config, tmp_path / "config.yaml")
+    assert dump_config(load_config(tmp_path / "config.yaml")) == dump_config(config)

@@ -1,0 +1,185 @@
+"""Command line: ``tmrl2 train|server|trainer|worker|eval|config``. Parsing only; the roles
+are built from the config by :mod:`tmrl2.roles`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tmrl2.config.load import ConfigError, dump_config, load_config
+from tmrl2.config.schema import Config
+
+log = logging.getLogger("tmrl2")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, default=None,
+                        help="YAML config (default: the built-in simulator LIDAR job)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override one config value (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tmrl2", description="EVO RL: real-time distributed RL")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="server + trainer + worker(s) on this machine")
+    _common(train)
+    train.add_argument("--steps", type=int, help="stop after this many env steps")
+    train.add_argument("--minutes", type=float, help="stop after this many minutes")
+    train.add_argument("--run-dir", type=Path, help="run folder (default runs/<name>-<time>)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR from its checkpoint")
+    for role in ("server", "trainer", "worker"):
+        p = sub.add_parser(role, help=f"run the {role} role alone")
+        _common(p)
+        if role != "server":
+            p.add_argument("--connect", metavar="HOST:PORT",
+                           help="server address (default: <role>.server and server.port)")
+        if role == "trainer":
+            p.add_argument("--run-dir", type=Path, help="run folder for checkpoints and metrics")
+            p.add_argument("--resume", action="store_true", help="resume from --run-dir")
+        if role == "worker":
+            p.add_argument("--index", type=int, default=0, help="worker rank (seed and name)")
+    ev = sub.add_parser("eval", help="drive a saved policy deterministically")
+    ev.add_argument("checkpoint", type=Path, help="checkpoint.pt or a run folder")
+    ev.add_argument("--episodes", type=int, default=1)
+    ev.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="SECTION.KEY=VALUE", help="override a value of the saved config")
+    show = sub.add_parser("config", help="print the resolved config as YAML")
+    _common(show)
+    return parser
+
+
+def _config(args: argparse.Namespace, extra: Sequence[str] = ()) -> Config:
+    return load_config(args.config, [*args.overrides, *extra])
+
+
+def _address(config: Config, host: str, connect: str | None) -> str:
+    return f"tcp://{connect}" if connect else f"tcp://{host}:{config.server.port}"
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tmrl2.roles.launcher import run_local_training
+
+    extra = []
+    if args.steps is not None:
+        extra.append(f"run.steps={args.steps}")
+    if args.minutes is not None:
+        extra.append(f"run.minutes={args.minutes}")
+    run_dir = args.resume or args.run_dir
+    if args.resume is not None and not (args.resume / "config.yaml").is_file():
+        raise ConfigError(f"--resume {args.resume}: no config.yaml there; is it a run folder?")
+    if args.resume is not None and args.config is None:
+        args.config = args.resume / "config.yaml"
+    config = _config(args, extra)
+    summary = run_local_training(config, run_dir, resume=args.resume is not None)
+    _print_summary(summary)
+    return 0 if all(code == 0 for code in summary["exit_codes"].values()) else 1
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    keys = ("samples", "updates", "episodes", "finishes", "best_lap_s", "elapsed_s")
+    print("\n== summary ==")
+    for key in keys:
+        print(f"{key:>12}: {summary.get(key)}")
+    for i, line in enumerate(summary.get("eval", []) or []):  # type: ignore[union-attr]
+        print(f"{'eval ' + str(i):>12}: {line}")
+    print(f"{'run folder':>12}: {summary.get('run_dir')}")
+
+
+def _cmd_server(args: argparse.Namespace) -> int:
+    from tmrl2.roles.common import NeverStop
+    from tmrl2.roles.server import Server
+
+    server = Server(_config(args).server)
+    log.info("server listening on %s:%d", server.config.host, server.port)
+    try:
+        server.run(NeverStop())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+def _cmd_trainer(args: argparse.Namespace) -> int:
+    from tmrl2.roles.trainer import run_trainer
+
+    config = _config(args)
+    run_dir = args.run_dir or Path(config.run.dir) / config.run.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = run_trainer(config, _address(config, config.trainer.server, args.connect),
+                              run_dir, resume=args.resume)
+    except KeyboardInterrupt:
+        return 0
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from tmrl2.roles.worker import run_worker
+
+    config = _config(args)
+    try:
+        run_worker(config, _address(config, config.worker.server, args.connect), index=args.index)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from tmrl2.roles.evaluate import evaluate, load_policy
+
+    config, actor = load_policy(args.checkpoint, args.overrides)
+    results = evaluate(config, actor, args.episodes)
+    for i, result in enumerate(results):
+        print(f"episode {i}: {result.describe()} return {result.episode_return:.1f}")
+    return 0 if any(r.finished for r in results) else 3
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    print(yaml.safe_dump(dump_config(_config(args)), sort_keys=False), end="")
+    return 0
+
+
+_COMMANDS = {"train": _cmd_train, "server": _cmd_server, "trainer": _cmd_trainer,
+             "worker": _cmd_worker, "eval": _cmd_eval, "config": _cmd_config}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``tmrl2`` entry point."""
+    from tmrl2.roles.launcher import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"tmrl2: {exc}", file=sys.stderr)
+        return 2
+
+
+def _role_main(role: str) -> int:
+    return main([role, *sys.argv[1:]])
+
+
+def server_main() -> int:
+    """``tmrl2-server``."""
+    return _role_main("server")
+
+
+def trainer_main() -> int:
+    """``tmrl2-trainer``."""
+    return _role_main("trainer")
+
+
+def worker_main() -> int:
+    """``tmrl2-worker``."""
+    return _role_main("worker")

@@ -1,0 +1,183 @@
+"""Load a run's config: YAML file, ``--set section.key=value`` overrides, validation.
+
+Errors are collected into one :class:`ConfigError` whose lines name the key path, what was
+wrong and how to fix it (the closest valid key for a typo, the expected type for a bad
+value), so that a bad config fails at start-up and never an hour into a run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tmrl2.config import registry
+from tmrl2.config.base import ComponentConfig
+from tmrl2.config.schema import DEFAULT_KINDS, Config
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message lists every problem by key path."""
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    data: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read, override and validate a config.
+
+    Args:
+        path: YAML file; ``None`` uses the built-in defaults (the simulator LIDAR job).
+        overrides: ``section.key=value`` strings; values are parsed as YAML scalars/lists.
+        data: an already-parsed mapping (e.g. a resolved config sent to a child process);
+            used instead of ``path`` when given.
+    """
+    raw: dict[str, Any] = {}
+    if data is not None:
+        raw = _copy_tree(data)
+    elif path is not None:
+        raw = _read_yaml(Path(path))
+    for item in overrides:
+        _apply_override(raw, item)
+    return validate_config(raw)
+
+
+def validate_config(raw: Mapping[str, Any]) -> Config:
+    """Validate a parsed config tree into a frozen :class:`Config`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected a mapping of sections, got {type(raw).__name__}")
+    problems: list[str] = []
+    tree: dict[str, Any] = {}
+    section_models: dict[str, type[BaseModel]] = {}
+    for key, value in raw.items():
+        if key in DEFAULT_KINDS:
+            continue
+        if key not in Config.model_fields:
+            problems.append(_unknown_key(key, list(Config.model_fields)))
+        else:
+            tree[key] = value
+    for section, default_kind in DEFAULT_KINDS.items():
+        body = raw.get(section) or {}
+        if not isinstance(body, Mapping):
+            problems.append(f"{section}: expected a mapping, got {body!r}")
+            continue
+        kind = str(body.get("kind", default_kind))
+        try:
+            model = registry.config_model(registry.resolve(section, kind))
+        except registry.RegistryError as exc:
+            problems.append(str(exc))
+            continue
+        section_models[section] = model
+        try:
+            tree[section] = model.model_validate({**body, "kind": kind})
+        except ValidationError as exc:
+            problems.extend(_describe(exc, model, prefix=(section,)))
+    if not problems:
+        try:
+            return Config.model_validate(tree)
+        except ValidationError as exc:
+            problems.extend(_describe(exc, Config, prefix=()))
+    raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def dump_config(config: Config) -> dict[str, Any]:
+    """The resolved config as plain data (YAML/JSON-able, includes every default)."""
+    return config.model_dump(mode="json", serialize_as_any=True)
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write the resolved config as YAML (the run folder's record of what ran)."""
+    text = "# Resolved EVO RL config: every value this run used, defaults included.\n"
+    text += yaml.safe_dump(dump_config(config), sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def config_hash(config: Config) -> str:
+    """A short stable hash of the resolved config (roles compare it at connect time)."""
+    blob = json.dumps(dump_config(config), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return loaded
+
+
+def _copy_tree(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _copy_tree(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) < 2 or not all(parts):
+        raise ConfigError(f"override {item!r}: expected 'section.key=value' (e.g. run.steps=5000)")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+
+
+def _unknown_key(path: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(path.rsplit(".", 1)[-1], valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+    return f"{path}: unknown key{hint}"
+
+
+def _describe(exc: ValidationError, model: type[BaseModel], prefix: tuple[str, ...]) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = prefix + tuple(str(p) for p in err["loc"])
+        path = ".".join(loc)
+        parent = _model_at(model, tuple(str(p) for p in err["loc"][:-1]))
+        if err["type"] == "extra_forbidden" and parent is not None:
+            lines.append(_unknown_key(path, list(parent.model_fields)))
+            continue
+        expected = _expected_type(parent, str(err["loc"][-1])) if err["loc"] else None
+        what = f"expected {expected}, got {err.get('input')!r}: " if expected else ""
+        lines.append(f"{path}: {what}{err['msg']}")
+    return lines
+
+
+def _model_at(model: type[BaseModel], loc: tuple[str, ...]) -> type[BaseModel] | None:
+    current: type[BaseModel] = model
+    for name in loc:
+        field = current.model_fields.get(name)
+        if field is None or not _is_model(field.annotation):
+            return None
+        current = typing.cast(type[BaseModel], field.annotation)
+    return current
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _expected_type(model: type[BaseModel] | None, name: str) -> str | None:
+    if model is None or name not in model.model_fields:
+        return None
+    annotation = model.model_fields[name].annotation
+    if isinstance(annotation, type) and not issubclass(annotation, ComponentConfig):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")

@@ -1,0 +1,107 @@
+"""The typed, frozen config tree of a run. Every field is documented where it is declared.
+
+Component sections (``env``, ``reward``, ``memory``, ``model``, ``algorithm``) are typed as
+:class:`ComponentConfig` here and validated against the chosen component's own ``Config`` model
+by :mod:`tmrl2.config.load`; the other sections are fixed models below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from tmrl2.config.base import ComponentConfig, FrozenModel
+from tmrl2.roles.server import ServerConfig
+
+DEFAULT_KINDS: dict[str, str] = {
+    "env": "sim",
+    "reward": "progress",
+    "memory": "ring",
+    "model": "mlp",
+    "algorithm": "sac",
+}
+"""The component each section names when its ``kind`` is left out."""
+
+
+class RunConfig(FrozenModel):
+    """What the run is called, where it writes, and when it stops."""
+
+    name: str = "sim_lidar"
+    """Run name; the run folder is ``<dir>/<name>``."""
+    dir: Path = Path("runs")
+    """Parent folder of run folders (checkpoints, resolved config, metrics)."""
+    seed: int = 0
+    """Seed of the env, the sampler and the networks' initialization."""
+    steps: int = Field(0, ge=0)
+    """Stop after this many env steps have reached the trainer (0 = no step limit)."""
+    minutes: float = Field(0.0, ge=0)
+    """Stop after this many minutes of wall clock (0 = no time limit)."""
+    log_every_s: float = Field(1.0, gt=0)
+    """Period of the progress line and of the metrics written to ``metrics.jsonl``."""
+    eval_episodes: int = Field(1, ge=0)
+    """Deterministic evaluation episodes driven at the end of ``tmrl2 train`` (0 = none)."""
+
+
+class WorkerConfig(FrozenModel):
+    """A rollout worker: acts in its env with the latest policy and streams experience."""
+
+    name: str = "worker"
+    """Name reported to the server (unique among the run's workers; local extra workers
+    get ``-1``, ``-2``... appended)."""
+    count: int = Field(1, gt=0)
+    """Worker processes started by ``tmrl2 train`` on this machine."""
+    chunk_steps: int = Field(100, gt=0)
+    """Transitions per chunk sent to the server."""
+    random_steps: int = Field(2000, ge=0)
+    """Uniform random actions before the first weights arrive (exploration warm-up)."""
+    max_steps_per_update: float = Field(2.0, ge=0)
+    """Fast mode only: the worker waits when its steps exceed ``random_steps`` plus this
+    ratio times the trainer's update count (keeps data and learning in step; 0 = off)."""
+    torch_threads: int = Field(1, gt=0)
+    """Torch threads for policy inference (1 is fastest for batch-1 MLPs)."""
+    server: str = "127.0.0.1"
+    """Host of the server to connect to."""
+    connect_timeout_s: float = Field(30.0, gt=0)
+    """Give up when the server has not answered the hello within this time."""
+
+
+class TrainerConfig(FrozenModel):
+    """The learner: receives experience, updates the networks, publishes weights."""
+
+    device: str = "cpu"
+    """Torch device of the learner (``cpu``, ``cuda``, ``cuda:1``)."""
+    torch_threads: int = Field(1, gt=0)
+    """Torch threads of the learner (1 holds up best on a busy 2-core machine)."""
+    start_samples: int = Field(2000, ge=0)
+    """Updates start once the memory holds this many transitions."""
+    max_updates_per_sample: float = Field(1.0, gt=0)
+    """The trainer waits for data when updates exceed this ratio times samples received."""
+    publish_every_updates: int = Field(200, gt=0)
+    """Weights are sent to the workers every this many updates."""
+    checkpoint_every_s: float = Field(60.0, gt=0)
+    """Period of the atomic checkpoint written to the run folder."""
+    credit: int = Field(16, gt=0)
+    """Chunks the trainer lets the server send ahead of consumption (flow control)."""
+    server: str = "127.0.0.1"
+    """Host of the server to connect to."""
+    connect_timeout_s: float = Field(30.0, gt=0)
+    """Give up when the server has not answered the hello within this time."""
+
+
+class Config(FrozenModel):
+    """The whole run: one YAML file, every section optional (defaults are the sim job).
+
+    Build it with :func:`tmrl2.load_config`, which validates the component sections against
+    their components' own models (they are subclasses of :class:`ComponentConfig`).
+    """
+
+    run: RunConfig = RunConfig()
+    server: ServerConfig = ServerConfig()
+    worker: WorkerConfig = WorkerConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    env: ComponentConfig
+    reward: ComponentConfig
+    memory: ComponentConfig
+    model: ComponentConfig
+    algorithm: ComponentConfig

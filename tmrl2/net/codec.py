@@ -1,0 +1,262 @@
+"""The wire format: typed messages to ZeroMQ frames and back, strictly validated. No pickle.
+
+A :class:`Message` is a ``kind``, a ``meta`` map (msgpack scalars, strings, lists, maps) and
+named numpy ``arrays``. On the wire it is a multipart message::
+
+    frame 0    msgpack map {"v": PROTOCOL_VERSION, "kind": str, "meta": map,
+                            "arrays": [[name, dtype_str, shape], ...]}
+    frame 1..  one raw C-contiguous little-endian buffer per array, in header order
+
+Arrays are never copied into the header: :func:`encode` hands out views of the arrays'
+memory and :func:`decode` wraps received buffers with ``np.frombuffer``. Compression is not
+implemented; a later version adds an optional header key ``"z"`` naming the codec (lz4) of
+the array frames, which this version rejects as unknown.
+
+:func:`decode` trusts nothing: the header must be a map with exactly the keys above, ``v``
+must equal :data:`PROTOCOL_VERSION` (else :class:`ProtocolError` naming both), ``kind`` must be
+known, dtypes come from :data:`DTYPES` (little-endian, no objects), shapes are lists of at
+most :data:`MAX_DIMS` non-negative ints, each frame holds exactly ``prod(shape) * itemsize``
+bytes, names are unique strings, the whole message is at most ``max_bytes``, and meta and
+arrays follow the rules of their kind (:mod:`tmrl2.net.kinds`). Anything else raises
+:class:`DecodeError` saying what was wrong.
+
+Kinds (meta keys are required; extra meta keys are allowed and ignored):
+
+``hello`` (client -> server)
+    meta ``{"role": "worker" | "trainer", "name": str, "protocol": int}``; no arrays.
+``welcome`` (server -> client)
+    meta ``{"protocol": int, "server": str}``; no arrays.
+``refused`` (server -> client)
+    meta ``{"reason": str}``; no arrays. The connection is not usable.
+``chunk`` (worker -> server -> trainer)
+    Experience. Arrays ``obs/<key>`` and ``next_obs/<key>`` per part of a Dict observation
+    (``obs``/``next_obs`` for a Box), ``action``, ``reward``, ``terminated``, ``truncated``,
+    all with the same first dimension ``n``. Meta ``{"worker": str, "policy_version": int,
+    "n": int > 0, "episodes": [{"return": float, "steps": int, "finished": bool,
+    "lap_time_s": float | None, "progress_frac": float}, ...]}`` (episodes that ended in it).
+``credit`` (trainer -> server)
+    meta ``{"n": int > 0}``: the trainer can take ``n`` more chunks; no arrays.
+``weights`` (trainer -> server -> workers)
+    Arrays: the actor's state_dict as numpy arrays (names are its keys).
+    Meta ``{"version": int, "updates": int}``.
+``stats`` (trainer -> server, optional)
+    meta: a map of counters; no arrays.
+``ping`` / ``bye`` (client -> server)
+    meta ``{}``; no arrays. ``ping`` keeps a peer seen, ``bye`` unregisters it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union, cast
+
+import msgpack
+import numpy as np
+
+from tmrl2.net.errors import DecodeError, ProtocolError
+from tmrl2.net.kinds import KINDS, check_message, check_meta_values
+
+if TYPE_CHECKING:
+    import zmq
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DTYPES",
+    "KINDS",
+    "MAX_DIMS",
+    "PROTOCOL_VERSION",
+    "Buffer",
+    "Message",
+    "decode",
+    "encode",
+]
+
+PROTOCOL_VERSION = 1
+"""Version of the wire format and of the kinds' rules; peers must agree on it exactly."""
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+"""Largest message (all frames together) :func:`decode` accepts unless told otherwise."""
+
+MAX_DIMS = 8
+"""Most dimensions an array may have."""
+
+MAX_DIM_SIZE = 2**32
+"""Bound on each dimension (only empty arrays could otherwise claim absurd sizes)."""
+
+MAX_ARRAYS = 1024
+"""Most arrays in one message."""
+
+MAX_ARRAY_NAME_CHARS = 256
+"""Longest array name."""
+
+_ALLOWED_DTYPES = (
+    "bool",
+    "uint8",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint16",
+    "uint32",
+    "float16",
+    "float32",
+    "float64",
+)
+DTYPES: dict[str, np.dtype[Any]] = {
+    dtype.str: dtype for dtype in (np.dtype(name).newbyteorder("<") for name in _ALLOWED_DTYPES)
+}
+"""Allowed dtypes by their wire string (numpy's ``dtype.str``, little-endian: ``'<f4'``)."""
+
+_HEADER_KEYS = frozenset({"v", "kind", "meta", "arrays"})
+
+Buffer = Union[bytes, bytearray, memoryview, "zmq.Frame"]
+"""A frame: anything exposing the buffer protocol (bytes, memoryview, zmq.Frame)."""
+
+
+@dataclass
+class Message:
+    """One message: its kind, a msgpack-able meta map and named numpy arrays."""
+
+    kind: str
+    """One of :data:`KINDS`."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Small structured data: msgpack scalars, strings, lists and str-keyed maps."""
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    """Bulk data sent as raw buffers. Decoded arrays are zero-copy views of the received
+    frames (writable only where the frame is; each view keeps its frame alive)."""
+
+
+_WIRE_DTYPES: dict[np.dtype[Any], str] = {dtype: wire for wire, dtype in DTYPES.items()}
+
+
+def _wire_array(name: str, array: np.ndarray) -> tuple[list[Any], memoryview]:
+    if type(name) is not str or not 0 < len(name) <= MAX_ARRAY_NAME_CHARS:
+        raise ValueError(f"array name must be a str of 1 to {MAX_ARRAY_NAME_CHARS} chars: {name!r}")
+    array = np.asarray(array)
+    wire = _WIRE_DTYPES.get(array.dtype)
+    if wire is None:  # big-endian, or not allowed at all
+        wire = array.dtype.newbyteorder("<").str
+        if wire not in DTYPES:
+            raise TypeError(f"array {name!r} has dtype {array.dtype}; allowed: {sorted(DTYPES)}")
+        array = array.astype(DTYPES[wire])
+    if array.ndim > MAX_DIMS:
+        raise ValueError(f"array {name!r} has {array.ndim} dims, at most {MAX_DIMS} allowed")
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)  # the only other copy; ndim >= 1 here
+    data = memoryview(cast(Any, array)).cast("B") if array.size else memoryview(b"")
+    return [name, wire, list(array.shape)], data
+
+
+def encode(msg: Message) -> list[bytes | memoryview]:
+    """Frames of ``msg``: the msgpack header, then one buffer per array (views, no copies).
+
+    Raises ``ValueError``/``TypeError`` for a message that :func:`decode` would reject, so a
+    bug shows at the sender rather than as a dropped message at the receiver.
+    """
+    try:
+        check_meta_values(msg.meta)
+        check_message(msg.kind, msg.meta, msg.arrays)
+    except DecodeError as exc:
+        raise ValueError(f"cannot encode this {msg.kind!r} message: {exc}") from exc
+    specs: list[list[Any]] = []
+    frames: list[bytes | memoryview] = [b""]
+    for name, array in msg.arrays.items():
+        spec, frame = _wire_array(name, array)
+        specs.append(spec)
+        frames.append(frame)
+    header = {"v": PROTOCOL_VERSION, "kind": msg.kind, "meta": msg.meta, "arrays": specs}
+    frames[0] = msgpack.packb(header, use_bin_type=True)
+    return frames
+
+
+def _unpack_header(frame: memoryview) -> dict[str, Any]:
+    try:
+        header = msgpack.unpackb(frame, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several types for garbage; all mean the same
+        raise DecodeError(f"header is not valid msgpack: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(header, dict):
+        raise DecodeError(f"header must be a msgpack map, got {type(header).__name__}")
+    if "v" not in header:
+        raise DecodeError(f"header lacks the protocol version 'v' (keys: {sorted(header)})")
+    version = header["v"]
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise ProtocolError(
+            f"peer speaks protocol version {version!r}, this side speaks {PROTOCOL_VERSION}: "
+            "install the same tmrl2 version on every machine"
+        )
+    if header.keys() != _HEADER_KEYS:
+        extra, missing = header.keys() - _HEADER_KEYS, _HEADER_KEYS - header.keys()
+        raise DecodeError(f"header keys wrong: missing {sorted(missing)}, unknown {sorted(extra)}")
+    kind = header["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise DecodeError(f"unknown message kind {kind!r}; known kinds: {sorted(KINDS)}")
+    if not isinstance(header["meta"], dict):
+        raise DecodeError(f"header meta must be a map, got {type(header['meta']).__name__}")
+    check_meta_values(header["meta"])
+    if not isinstance(header["arrays"], list):
+        raise DecodeError(f"header arrays must be a list, got {type(header['arrays']).__name__}")
+    return header
+
+
+def _array_spec(spec: Any, index: int) -> tuple[str, np.dtype[Any], tuple[int, ...]]:
+    # exact type checks: msgpack yields exactly these types, and bool is not an int here
+    if type(spec) is not list or len(spec) != 3:
+        raise DecodeError(f"array spec {index} must be [name, dtype, shape], got {spec!r}")
+    name, dtype_str, shape = spec
+    if type(name) is not str or not 0 < len(name) <= MAX_ARRAY_NAME_CHARS:
+        raise DecodeError(f"array {index} name must be a non-empty short str, got {name!r}")
+    dtype = DTYPES.get(dtype_str) if type(dtype_str) is str else None
+    if dtype is None:
+        raise DecodeError(f"array {name!r} dtype {dtype_str!r} not allowed: {sorted(DTYPES)}")
+    if type(shape) is not list or len(shape) > MAX_DIMS:
+        raise DecodeError(f"array {name!r} shape must be a list of <= {MAX_DIMS} ints: {shape!r}")
+    for dim in shape:
+        if type(dim) is not int or not 0 <= dim < MAX_DIM_SIZE:
+            raise DecodeError(f"array {name!r} shape {shape!r} has a bad dimension {dim!r}")
+    return name, dtype, tuple(shape)
+
+
+def _byte_view(frame: Buffer) -> memoryview:
+    view = memoryview(cast(Any, frame))
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+def decode(frames: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
+    """The message held by ``frames``, validated; its arrays are views of the frames.
+
+    Raises :class:`DecodeError` for any malformed message and :class:`ProtocolError` when
+    the peer speaks another protocol version.
+    """
+    if len(frames) == 0:
+        raise DecodeError("empty message: no header frame")
+    try:
+        views = [_byte_view(frame) for frame in frames]
+    except TypeError as exc:
+        raise DecodeError(f"a frame is not a contiguous byte buffer: {exc}") from exc
+    total = sum(view.nbytes for view in views)
+    if total > max_bytes:
+        raise DecodeError(
+            f"message of {total} bytes exceeds the limit of {max_bytes} bytes "
+            "(raise max_message_bytes if such messages are expected)"
+        )
+    header = _unpack_header(views[0])
+    specs = header["arrays"]
+    if len(specs) > MAX_ARRAYS or len(specs) != len(views) - 1:
+        raise DecodeError(f"header lists {len(specs)} arrays but {len(views) - 1} frames follow")
+    arrays: dict[str, np.ndarray] = {}
+    for index, (spec, view) in enumerate(zip(specs, views[1:], strict=True)):
+        name, dtype, shape = _array_spec(spec, index)
+        if name in arrays:
+            raise DecodeError(f"array name {name!r} appears twice")
+        expected = math.prod(shape) * dtype.itemsize
+        if view.nbytes != expected:
+            raise DecodeError(
+                f"array {name!r} frame holds {view.nbytes} bytes, "
+                f"shape {list(shape)} of {dtype.str} needs {expected}"
+            )
+        arrays[name] = np.ndarray(shape, dtype, view)  # a view of the frame, no copy
+    kind, meta = header["kind"], header["meta"]
+    check_message(kind, meta, arrays)
+    return Message(kind, meta, arrays)

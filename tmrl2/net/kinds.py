@@ -1,0 +1,182 @@
+"""The rules of each message kind: which meta keys it needs, with which types, and its arrays.
+
+:mod:`tmrl2.net.codec` documents the kinds and calls :func:`check_message` on every decoded
+message, so a receiver never sees a ``chunk`` whose arrays disagree on their length or a
+``credit`` without ``n``. Meta may carry extra keys beyond the documented ones (newer peers
+of the same protocol version may add information); the documented ones are required.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from tmrl2.net.errors import DecodeError
+
+KINDS: frozenset[str] = frozenset(
+    {"hello", "welcome", "refused", "chunk", "credit", "weights", "stats", "ping", "bye"}
+)
+"""Every kind a peer may send; anything else is malformed."""
+
+ROLES: frozenset[str] = frozenset({"worker", "trainer"})
+"""The client roles a ``hello`` may announce."""
+
+CHUNK_FIELDS: frozenset[str] = frozenset({"action", "reward", "terminated", "truncated"})
+"""Arrays every chunk carries besides its observations."""
+
+MAX_NAME_CHARS = 128
+"""Longest peer name accepted in a ``hello``."""
+
+MAX_CREDIT = 1_000_000
+"""Largest credit a single ``credit`` message may grant."""
+
+_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+def check_meta_values(value: Any, where: str = "meta") -> None:
+    """Raise :class:`DecodeError` unless ``value`` holds only msgpack scalars, lists, str-keyed
+    dicts (no extension types, no timestamps)."""
+    if isinstance(value, _SCALARS):
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            check_meta_values(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise DecodeError(f"{where} has a non-string key {key!r}")
+            check_meta_values(item, f"{where}.{key}")
+        return
+    raise DecodeError(f"{where} holds a {type(value).__name__}, not a msgpack scalar/list/map")
+
+
+def _field(meta: Mapping[str, Any], kind: str, key: str, types: tuple[type, ...]) -> Any:
+    if key not in meta:
+        raise DecodeError(f"{kind} meta lacks {key!r} (has {sorted(meta)})")
+    value = meta[key]
+    # bool is an int subclass: a flag is never accepted where a number is expected
+    if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+        names = "/".join(t.__name__ for t in types)
+        raise DecodeError(f"{kind} meta {key!r} must be {names}, got {value!r}")
+    return value
+
+
+def _int(meta: Mapping[str, Any], kind: str, key: str, low: int, high: int | None = None) -> int:
+    value: int = _field(meta, kind, key, (int,))
+    if value < low or (high is not None and value > high):
+        raise DecodeError(f"{kind} meta {key!r}={value} is out of range [{low}, {high}]")
+    return value
+
+
+def _no_arrays(kind: str, arrays: Mapping[str, np.ndarray]) -> None:
+    if arrays:
+        raise DecodeError(f"{kind} carries no arrays, got {sorted(arrays)}")
+
+
+def _check_hello(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    role = _field(meta, "hello", "role", (str,))
+    if role not in ROLES:
+        raise DecodeError(f"hello role must be one of {sorted(ROLES)}, got {role!r}")
+    name = _field(meta, "hello", "name", (str,))
+    if not 0 < len(name) <= MAX_NAME_CHARS:
+        raise DecodeError(f"hello name must have 1 to {MAX_NAME_CHARS} characters: {name!r}")
+    _field(meta, "hello", "protocol", (int,))
+    _no_arrays("hello", arrays)
+
+
+def _check_welcome(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    _field(meta, "welcome", "protocol", (int,))
+    _field(meta, "welcome", "server", (str,))
+    _no_arrays("welcome", arrays)
+
+
+def _check_refused(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    _field(meta, "refused", "reason", (str,))
+    _no_arrays("refused", arrays)
+
+
+def _check_episode(episode: Any, where: str) -> None:
+    if not isinstance(episode, dict):
+        raise DecodeError(f"{where} must be a map, got {type(episode).__name__}")
+    _field(episode, where, "return", (int, float))
+    _int(episode, where, "steps", 0)
+    _field(episode, where, "finished", (bool,))
+    _field(episode, where, "lap_time_s", (int, float, type(None)))
+    _field(episode, where, "progress_frac", (int, float))
+
+
+def _check_chunk_names(names: Iterable[str]) -> None:
+    missing = set(CHUNK_FIELDS)
+    obs: set[str] = set()
+    next_obs: set[str] = set()
+    for name in names:
+        if name in CHUNK_FIELDS:
+            missing.discard(name)
+        elif name == "obs" or name.startswith("obs/"):
+            obs.add(name[3:])
+        elif name == "next_obs" or name.startswith("next_obs/"):
+            next_obs.add(name[8:])
+        else:
+            raise DecodeError(f"chunk carries an unknown array {name!r}")
+    if missing:
+        raise DecodeError(f"chunk lacks arrays {sorted(missing)}")
+    if not obs or obs != next_obs:
+        raise DecodeError(
+            "chunk needs matching obs[/<key>] and next_obs[/<key>] arrays, got "
+            f"obs{sorted(obs)} and next_obs{sorted(next_obs)}"
+        )
+
+
+def _check_chunk(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    _field(meta, "chunk", "worker", (str,))
+    _int(meta, "chunk", "policy_version", 0)
+    n = _int(meta, "chunk", "n", 1)
+    episodes = _field(meta, "chunk", "episodes", (list,))
+    for i, episode in enumerate(episodes):
+        _check_episode(episode, f"chunk episode {i}")
+    _check_chunk_names(arrays)
+    for name, array in arrays.items():
+        if array.ndim == 0 or array.shape[0] != n:
+            raise DecodeError(f"chunk array {name!r} has shape {array.shape}, expected ({n}, ...)")
+
+
+def _check_credit(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    _int(meta, "credit", "n", 1, MAX_CREDIT)
+    _no_arrays("credit", arrays)
+
+
+def _check_weights(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    _int(meta, "weights", "version", 0)
+    _int(meta, "weights", "updates", 0)
+
+
+def _check_plain(kind: str) -> Callable[[Mapping[str, Any], Mapping[str, np.ndarray]], None]:
+    def check(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        _no_arrays(kind, arrays)
+
+    return check
+
+
+_CHECKS: dict[str, Callable[[Mapping[str, Any], Mapping[str, np.ndarray]], None]] = {
+    "hello": _check_hello,
+    "welcome": _check_welcome,
+    "refused": _check_refused,
+    "chunk": _check_chunk,
+    "credit": _check_credit,
+    "weights": _check_weights,
+    "stats": _check_plain("stats"),
+    "ping": _check_plain("ping"),
+    "bye": _check_plain("bye"),
+}
+assert _CHECKS.keys() == KINDS
+
+
+def check_message(kind: str, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Raise :class:`DecodeError` unless ``meta`` and ``arrays`` follow the rules of ``kind``."""
+    check = _CHECKS.get(kind)
+    if check is None:
+        raise DecodeError(f"unknown message kind {kind!r}; known kinds: {sorted(KINDS)}")
+    check(meta, arrays)

@@ -1,0 +1,83 @@
+"""Training progress: rolling rates, the live console line and ``metrics.jsonl``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class RateMeter:
+    """Events per second over a sliding window of recent readings."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self._points: deque[tuple[float, float]] = deque()
+
+    def rate(self, total: float, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        self._points.append((now, total))
+        while len(self._points) > 2 and now - self._points[0][0] > self.window_s:
+            self._points.popleft()
+        t0, v0 = self._points[0]
+        return (total - v0) / (now - t0) if now > t0 else 0.0
+
+
+def format_line(m: dict[str, Any]) -> str:
+    """One-line summary: env steps, env steps/s, updates/s, last return, best lap time."""
+    best = m.get("best_lap_s")
+    last = m.get("last_return")
+    return (
+        f"steps {m['samples']:>8,d} | {m['samples_per_s']:6.0f} steps/s | "
+        f"updates {m['updates']:>8,d} | {m['updates_per_s']:5.0f} upd/s | "
+        f"return {last if last is None else f'{last:7.1f}'} | "
+        f"progress {m.get('last_progress', 0.0):4.0%} | "
+        f"best lap {'-' if best is None else f'{best:.2f} s'} | {m['elapsed_s']:5.0f} s"
+    )
+
+
+class ProgressReporter:
+    """Writes metrics to ``metrics.jsonl`` and shows a live line on the console."""
+
+    def __init__(
+        self,
+        jsonl: Path | None,
+        stream: TextIO | None = None,
+        live: bool = True,
+        plain_every_s: float = 10.0,
+    ) -> None:
+        """Args:
+        jsonl: file the metrics are appended to (None: console only).
+        stream: console stream (stderr by default).
+        live: redraw one line in place when the stream is a terminal.
+        plain_every_s: on a non-terminal stream, print a line at most this often.
+        """
+        self.stream = stream or sys.stderr
+        self.live = live and self.stream.isatty()
+        self.plain_every_s = plain_every_s
+        self._file = jsonl.open("a", encoding="utf-8") if jsonl else None
+        self._last_len = 0
+        self._last_plain = -float("inf")
+
+    def report(self, metrics: dict[str, Any]) -> None:
+        if self._file:
+            self._file.write(json.dumps(metrics) + "\n")
+            self._file.flush()
+        line = format_line(metrics)
+        if self.live:
+            pad = max(0, self._last_len - len(line))
+            self.stream.write("\r" + line + " " * pad)
+            self._last_len = len(line)
+        elif time.monotonic() - self._last_plain >= self.plain_every_s:
+            self._last_plain = time.monotonic()
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.live and self._last_len:
+            self.stream.write("\n")
+        if self._file:
+            self._file.close()
