@@ -242,7 +242,8 @@ def test_chunk_rules_are_enforced(change: str) -> None:
 
 
 def test_box_obs_chunk_is_valid() -> None:
-    arrays = {name: np.zeros((2, 3), np.float32) for name in ("obs", "next_obs", "action")}
+    arrays: dict[str, np.ndarray] = {k: np.zeros((2, 3), np.float32) for k in ("obs", "next_obs")}
+    arrays["action"] = np.zeros((2, 3), np.float32)
     arrays |= {
         "reward": np.zeros(2),
         "terminated": np.zeros(2, bool),

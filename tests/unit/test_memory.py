@@ -40,8 +40,9 @@ def make_chunk(
     )
     for part, box in boxes.items():
         suffix = f"/{part}" if part else ""
-        shape = (n, *box.shape)
-        chunk[f"obs{suffix}"] = np.broadcast_to(values.reshape(-1, *[1] * len(box.shape)), shape)
+        part_shape = tuple(box.shape or ())
+        column = values.reshape(-1, *[1] * len(part_shape))
+        chunk[f"obs{suffix}"] = np.broadcast_to(column, (n, *part_shape))
         chunk[f"next_obs{suffix}"] = chunk[f"obs{suffix}"] + np.float32(0.5)
     chunk["action"] = np.repeat(values[:, None], act_dim, axis=1)
     chunk["reward"] = values.copy()

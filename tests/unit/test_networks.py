@@ -100,12 +100,12 @@ def test_log_likelihood_matches_torch_distributions() -> None:
 def test_log_std_is_clamped() -> None:
     actor = SquashedGaussianActor(SMALL, OBS_SPACE, ACTION_SPACE)
     with torch.no_grad():
-        actor.log_std.weight.zero_()
-        actor.log_std.bias.fill_(100.0)
+        actor.head.weight[3:].zero_()  # rows 3: are the log standard deviations
+        actor.head.bias[3:].fill_(100.0)
     _, log_std = actor.distribution_params(random_obs(4))
     assert torch.all(log_std == SquashedGaussianActor.LOG_STD_MAX)
     with torch.no_grad():
-        actor.log_std.bias.fill_(-100.0)
+        actor.head.bias[3:].fill_(-100.0)
     _, log_std = actor.distribution_params(random_obs(4))
     assert torch.all(log_std == SquashedGaussianActor.LOG_STD_MIN)
 
@@ -179,8 +179,8 @@ def test_actor_weights_round_trip_exactly() -> None:
     obs = random_obs(3)
     assert torch.equal(source(obs, deterministic=True)[0], target(obs, deterministic=True)[0])
     with torch.no_grad():  # the arrays are copies, not views of the live parameters
-        source.mu.bias.add_(1.0)
-    np.testing.assert_array_equal(arrays["mu.bias"], wire["mu.bias"])
+        source.head.bias.add_(1.0)
+    np.testing.assert_array_equal(arrays["head.bias"], wire["head.bias"])
 
 
 def test_load_actor_weights_rejects_mismatches() -> None:
@@ -191,8 +191,8 @@ def test_load_actor_weights_rejects_mismatches() -> None:
     )
     with pytest.raises(ValueError, match="trunk.0.weight"):
         load_actor_weights(actor, wider)
-    del arrays["mu.bias"]
-    with pytest.raises(ValueError, match="missing.*mu.bias"):
+    del arrays["head.bias"]
+    with pytest.raises(ValueError, match="missing.*head.bias"):
         load_actor_weights(actor, arrays)
 
 

@@ -93,7 +93,7 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
 
 def receive_all(client: ClientSocket, timeout_ms: int = 150, most: int = 20) -> list[Message]:
     """Messages until none comes for ``timeout_ms`` (a flood stops at ``most``)."""
-    out = []
+    out: list[Message] = []
     msg = client.recv(timeout_ms=timeout_ms)
     while msg is not None and len(out) < most:
         out.append(msg)
@@ -170,6 +170,13 @@ def test_second_trainer_is_refused_until_the_first_says_bye(running: Running) ->
     assert reply is not None and reply.kind == "welcome"
 
 
+def test_a_trainer_gone_without_bye_does_not_block_a_new_one(running: Running) -> None:
+    running.join("trainer", "crashed").close()  # no bye, no credit: no send finds it gone
+    time.sleep(0.3)  # the server's socket notices the closed connection
+    running.join("trainer", "new")
+    assert running.server.stats.trainer_connected
+
+
 def test_other_protocol_is_refused_naming_both_versions(running: Running) -> None:
     client = running.client("worker-old")
     client.send(hello("worker", "old", protocol=PROTOCOL_VERSION + 41))
@@ -180,7 +187,7 @@ def test_other_protocol_is_refused_naming_both_versions(running: Running) -> Non
 
 
 def raw_client(running: Running, identity: bytes) -> zmq.Socket[bytes]:
-    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.IDENTITY, identity)
     socket.connect(running.address)
@@ -249,7 +256,7 @@ def test_an_exception_in_a_handler_does_not_stop_the_server(running: Running) ->
     def broken(*args: Any) -> None:
         raise RuntimeError("boom")
 
-    running.server._on_weights = broken  # type: ignore[method-assign]
+    running.server._on_weights = broken  # type: ignore[method-assign,assignment]
     trainer = running.join("trainer", "t")
     trainer.send(weights(1))
     trainer.send(Message("stats", {"updates": 7}))

@@ -119,22 +119,22 @@ class SquashedGaussianActor(nn.Module):
         self.flatten = ObsFlattener(obs_space)
         self.trunk = mlp([self.flatten.dim, *config.hidden_sizes], config.activation)
         width = config.hidden_sizes[-1] if config.hidden_sizes else self.flatten.dim
-        self.mu = nn.Linear(width, act_dim)
-        self.log_std = nn.Linear(width, act_dim)
+        self.head = nn.Linear(width, 2 * act_dim)
+        """Mean (first half) and log standard deviation (second half), one matmul for both."""
         low = torch.as_tensor(action_space.low, dtype=torch.float32)
         high = torch.as_tensor(action_space.high, dtype=torch.float32)
         # Not persistent: the bounds follow from the spaces, the weights sent stay parameters.
         self.register_buffer("action_scale", (high - low) / 2.0, persistent=False)
         self.register_buffer("action_bias", (high + low) / 2.0, persistent=False)
         self.log_scale_sum = float(torch.log(self.action_scale).sum())
+        self._unit_bounds = bool((low == -1).all() and (high == 1).all())
 
     def distribution_params(
         self, obs: Mapping[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and clamped log standard deviation of the pre-``tanh`` Gaussian, ``(B, A)``."""
-        hidden = self.trunk(self.flatten(obs))
-        log_std = self.log_std(hidden).clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
-        return self.mu(hidden), log_std
+        mu, log_std = self.head(self.trunk(self.flatten(obs))).chunk(2, dim=-1)
+        return mu, log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
 
     def forward(
         self,
@@ -155,8 +155,10 @@ class SquashedGaussianActor(nn.Module):
             pre_tanh = mu
         else:
             eps = torch.randn_like(mu)
-            pre_tanh = mu + log_std.exp() * eps
-        action = torch.tanh(pre_tanh) * self.action_scale + self.action_bias
+            pre_tanh = torch.addcmul(mu, log_std.exp(), eps)
+        action = torch.tanh(pre_tanh)
+        if not self._unit_bounds:  # skipped for [-1, 1]: each small op costs ~4 us at batch 1
+            action = torch.addcmul(self.action_bias, action, self.action_scale)
         if not with_logprob:
             return action, None
         # log N(u; mu, std) with (u - mu) / std = eps, then the change of variables of

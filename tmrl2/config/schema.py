@@ -33,13 +33,13 @@ class RunConfig(FrozenModel):
     """Parent folder of run folders (checkpoints, resolved config, metrics)."""
     seed: int = 0
     """Seed of the env, the sampler and the networks' initialization."""
-    steps: int = Field(0, ge=0)
+    steps: int = Field(default=0, ge=0)
     """Stop after this many env steps have reached the trainer (0 = no step limit)."""
-    minutes: float = Field(0.0, ge=0)
+    minutes: float = Field(default=0.0, ge=0)
     """Stop after this many minutes of wall clock (0 = no time limit)."""
-    log_every_s: float = Field(1.0, gt=0)
+    log_every_s: float = Field(default=1.0, gt=0)
     """Period of the progress line and of the metrics written to ``metrics.jsonl``."""
-    eval_episodes: int = Field(1, ge=0)
+    eval_episodes: int = Field(default=1, ge=0)
     """Deterministic evaluation episodes driven at the end of ``tmrl2 train`` (0 = none)."""
 
 
@@ -49,20 +49,20 @@ class WorkerConfig(FrozenModel):
     name: str = "worker"
     """Name reported to the server (unique among the run's workers; local extra workers
     get ``-1``, ``-2``... appended)."""
-    count: int = Field(1, gt=0)
+    count: int = Field(default=1, gt=0)
     """Worker processes started by ``tmrl2 train`` on this machine."""
-    chunk_steps: int = Field(100, gt=0)
+    chunk_steps: int = Field(default=100, gt=0)
     """Transitions per chunk sent to the server."""
-    random_steps: int = Field(2000, ge=0)
+    random_steps: int = Field(default=2000, ge=0)
     """Uniform random actions before the first weights arrive (exploration warm-up)."""
-    max_steps_per_update: float = Field(2.0, ge=0)
+    max_steps_per_update: float = Field(default=2.0, ge=0)
     """Fast mode only: the worker waits when its steps exceed ``random_steps`` plus this
     ratio times the trainer's update count (keeps data and learning in step; 0 = off)."""
-    torch_threads: int = Field(1, gt=0)
+    torch_threads: int = Field(default=1, gt=0)
     """Torch threads for policy inference (1 is fastest for batch-1 MLPs)."""
     server: str = "127.0.0.1"
     """Host of the server to connect to."""
-    connect_timeout_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(default=30.0, gt=0)
     """Give up when the server has not answered the hello within this time."""
 
 
@@ -71,21 +71,21 @@ class TrainerConfig(FrozenModel):
 
     device: str = "cpu"
     """Torch device of the learner (``cpu``, ``cuda``, ``cuda:1``)."""
-    torch_threads: int = Field(1, gt=0)
+    torch_threads: int = Field(default=1, gt=0)
     """Torch threads of the learner (1 holds up best on a busy 2-core machine)."""
-    start_samples: int = Field(2000, ge=0)
+    start_samples: int = Field(default=2000, ge=0)
     """Updates start once the memory holds this many transitions."""
-    max_updates_per_sample: float = Field(1.0, gt=0)
+    max_updates_per_sample: float = Field(default=1.0, gt=0)
     """The trainer waits for data when updates exceed this ratio times samples received."""
-    publish_every_updates: int = Field(200, gt=0)
+    publish_every_updates: int = Field(default=200, gt=0)
     """Weights are sent to the workers every this many updates."""
-    checkpoint_every_s: float = Field(60.0, gt=0)
+    checkpoint_every_s: float = Field(default=60.0, gt=0)
     """Period of the atomic checkpoint written to the run folder."""
-    credit: int = Field(16, gt=0)
+    credit: int = Field(default=16, gt=0)
     """Chunks the trainer lets the server send ahead of consumption (flow control)."""
     server: str = "127.0.0.1"
     """Host of the server to connect to."""
-    connect_timeout_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(default=30.0, gt=0)
     """Give up when the server has not answered the hello within this time."""
 
 

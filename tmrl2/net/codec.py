@@ -41,8 +41,11 @@ Kinds (meta keys are required; extra meta keys are allowed and ignored):
     Meta ``{"version": int, "updates": int}``.
 ``stats`` (trainer -> server, optional)
     meta: a map of counters; no arrays.
-``ping`` / ``bye`` (client -> server)
-    meta ``{}``; no arrays. ``ping`` keeps a peer seen, ``bye`` unregisters it.
+``ping`` (client -> server, or server -> client)
+    meta ``{}``; no arrays. From a client it keeps the peer seen; from the server it is a
+    liveness probe that clients ignore.
+``bye`` (client -> server)
+    meta ``{}``; no arrays. Unregisters the peer.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Experience chunks: the worker's fixed-size batches of transitions, in wire naming.
+"""The worker's chunk builder: fixed-size batches of transitions in wire naming.
 
-A chunk is a mapping of equal-length arrays: ``obs/<key>`` and ``next_obs/<key>`` per part of a
-Dict observation (``obs``/``next_obs`` for a Box), ``action``, ``reward``, ``terminated`` and
-``truncated``. The same names are used on the wire and by the replay memory.
+The naming (``obs/<key>``, ``next_obs/<key>``, ``action``...) is defined once, in
+:mod:`tmrl2.memory.batch` (:func:`chunk_spec`); the same names are used on the wire and by the
+replay memory.
 """
 
 from __future__ import annotations
@@ -12,41 +12,23 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-
-def obs_parts(space: gym.Space[Any]) -> dict[str, gym.spaces.Box]:
-    """The Box parts of an observation space by wire suffix ('' for a plain Box)."""
-    if isinstance(space, gym.spaces.Dict):
-        parts = {}
-        for key, sub in space.spaces.items():
-            if not isinstance(sub, gym.spaces.Box):
-                raise TypeError(f"observation part {key!r} must be a Box, got {sub}")
-            parts[key] = sub
-        return parts
-    if isinstance(space, gym.spaces.Box):
-        return {"": space}
-    raise TypeError(f"observation space must be a Box or a Dict of Boxes, got {space}")
-
-
-def _name(prefix: str, key: str) -> str:
-    return f"{prefix}/{key}" if key else prefix
+from tmrl2.memory.batch import chunk_key, chunk_spec, obs_parts
 
 
 class ChunkBuilder:
     """Preallocated arrays for ``size`` transitions; ``take`` hands a filled chunk over."""
 
-    def __init__(self, obs_space: gym.Space[Any], action_space: gym.Space[Any], size: int) -> None:
+    def __init__(self, obs_space: gym.Space[Any], action_space: gym.spaces.Box, size: int) -> None:
         self.size = size
-        self._parts = obs_parts(obs_space)
-        assert action_space.shape is not None
-        self._arrays: dict[str, np.ndarray] = {
-            "action": np.zeros((size, *action_space.shape), np.float32),
-            "reward": np.zeros(size, np.float32),
-            "terminated": np.zeros(size, bool),
-            "truncated": np.zeros(size, bool),
+        self._is_box = isinstance(obs_space, gym.spaces.Box)
+        self._obs_keys = {
+            part: (chunk_key("obs", part, obs_space), chunk_key("next_obs", part, obs_space))
+            for part in obs_parts(obs_space)
         }
-        for key, box in self._parts.items():
-            for prefix in ("obs", "next_obs"):
-                self._arrays[_name(prefix, key)] = np.zeros((size, *box.shape), box.dtype)
+        self._arrays = {
+            name: np.zeros((size, *shape), dtype)
+            for name, (shape, dtype) in chunk_spec(obs_space, action_space).items()
+        }
         self.count = 0
 
     def add(
@@ -59,9 +41,9 @@ class ChunkBuilder:
         next_obs: Any,
     ) -> None:
         i = self.count
-        for key in self._parts:
-            self._arrays[_name("obs", key)][i] = obs[key] if key else obs
-            self._arrays[_name("next_obs", key)][i] = next_obs[key] if key else next_obs
+        for part, (obs_name, next_name) in self._obs_keys.items():
+            self._arrays[obs_name][i] = obs if self._is_box else obs[part]
+            self._arrays[next_name][i] = next_obs if self._is_box else next_obs[part]
         self._arrays["action"][i] = action
         self._arrays["reward"][i] = reward
         self._arrays["terminated"][i] = terminated

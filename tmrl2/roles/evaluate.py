@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from tmrl2.algos.networks import actor_act
+from tmrl2.algos.policy import actor_act
 from tmrl2.checkpoint import load_checkpoint
 from tmrl2.config.load import load_config
 from tmrl2.config.schema import Config

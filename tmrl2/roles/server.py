@@ -13,7 +13,8 @@ sent before ``hello``, or of a kind the sender's role may not send) is dropped, 
 :attr:`ServerStats.malformed` and logged at most once per peer per
 :data:`WARN_PERIOD_S`, and the server keeps serving. One trainer at a time: a second one is
 refused while the first is registered (a restarted trainer with the same identity takes over).
-A peer that disconnects without ``bye`` is forgotten when a send to it finds it gone.
+A peer that disconnects without ``bye`` is forgotten when a send to it finds it gone (the
+current trainer is probed with a ``ping`` when another trainer says hello).
 """
 
 from __future__ import annotations
@@ -251,9 +252,8 @@ class Server:
                 f"{PROTOCOL_VERSION}: install the same tmrl2 version everywhere",
             )
             return
-        if role == "trainer" and self._trainer not in (None, identity):
-            assert self._trainer is not None
-            current = self._peers[self._trainer].name
+        current = self._other_trainer(identity) if role == "trainer" else None
+        if current is not None:
             self._refuse(
                 identity,
                 f"trainer {current!r} is already connected; one trainer "
@@ -274,8 +274,18 @@ class Server:
         )
         self._push_weights()
 
+    def _other_trainer(self, identity: bytes) -> str | None:
+        """Name of the registered trainer if it is another peer and still connected."""
+        if self._trainer is None or self._trainer == identity:
+            return None
+        if self._socket.send(self._trainer, Message("ping")) is SendResult.GONE:
+            self._forget(self._trainer)  # it left without bye: the newcomer may take over
+            return None
+        return self._peers[self._trainer].name
+
     def _refuse(self, identity: bytes, reason: str) -> None:
-        log.warning("refused %s: %s", self._label(identity), reason)
+        if self._may_warn(("refused", identity)):  # refused clients retry their hello
+            log.warning("refused %s: %s", self._label(identity), reason)
         self._socket.send(identity, Message("refused", {"reason": reason}))
 
     def _on_chunk(self, peer: _Peer, frames: Sequence[Buffer], msg: Message) -> None:

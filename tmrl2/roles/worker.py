@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tmrl2.algos.networks import actor_act, load_actor_weights
+from tmrl2.algos.policy import actor_act, load_actor_weights
 from tmrl2.config.schema import Config
 from tmrl2.envs.factory import build_env
 from tmrl2.net.codec import Message
