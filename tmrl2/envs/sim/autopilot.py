@@ -25,8 +25,8 @@ class Autopilot:
         self,
         track: Track,
         params: CarParams | None = None,
-        grip_margin: float = 0.8,
-        brake_margin: float = 0.7,
+        grip_margin: float = 0.9,
+        brake_margin: float = 0.8,
         lookahead_s: float = 0.5,
     ) -> None:
         """Args:

@@ -41,26 +41,27 @@ class SimEnvConfig(ComponentConfig):
     """Built-in TrackMania-like simulator."""
 
     kind: str = "sim"
+    """Registry name of the built-in simulator."""
     track: str = "default"
     """Bundled track to drive (see :func:`tmrl2.envs.sim.track.known_tracks`)."""
-    time_step_ms: int = Field(50, gt=0)
+    time_step_ms: int = Field(default=50, gt=0)
     """Simulated time per env step (20 Hz by default, like tmrl)."""
     realtime: bool = False
     """Step at ``1000 / time_step_ms`` Hz of wall clock through rtgym instead of fast mode."""
-    max_episode_steps: int = Field(2400, gt=0)
+    max_episode_steps: int = Field(default=2400, gt=0)
     """Truncate the episode after this many steps (2 minutes at 50 ms)."""
-    lidar_beams: int = Field(19, ge=1)
+    lidar_beams: int = Field(default=19, ge=1)
     """LIDAR rays over the front half-plane, from 90 degrees left to 90 degrees right."""
-    lidar_range_m: float = Field(100.0, gt=0)
+    lidar_range_m: float = Field(default=100.0, gt=0)
     """LIDAR distance cap; the observation is distance / range in [0, 1]."""
-    lidar_history: int = Field(1, ge=1)
+    lidar_history: int = Field(default=1, ge=1)
     """LIDAR frames in the observation, oldest first."""
-    action_history: int = Field(2, ge=1)
+    action_history: int = Field(default=2, ge=1)
     """Previous actions in the observation, newest last (at least 1: in real time the actions
     in flight are part of the state)."""
-    stuck_steps: int = Field(100, gt=0)
+    stuck_steps: int = Field(default=100, gt=0)
     """Truncate when progress has not grown by ``stuck_progress_m`` for this many steps."""
-    stuck_progress_m: float = Field(1.0, gt=0)
+    stuck_progress_m: float = Field(default=1.0, gt=0)
     """Progress that counts as moving on for ``stuck_steps``."""
     end_on_wall: bool = False
     """Truncate the episode on the first wall contact."""
@@ -71,6 +72,8 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
 
     Config = SimEnvConfig
     metadata: dict[str, Any] = {"render_modes": []}
+    observation_space: spaces.Dict  # type: ignore[assignment]  # narrower than Env's Space
+    action_space: spaces.Box
 
     def __init__(self, config: SimEnvConfig | None = None, reward: Reward | None = None) -> None:
         """Args:
@@ -99,7 +102,9 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         self._stuck_anchor_m = 0.0
         self._stuck_since = 0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Obs, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Obs, dict[str, Any]]:
         super().reset(seed=seed)
         noise = self.np_random.uniform(-1.0, 1.0, 2)
         self.car.reset(

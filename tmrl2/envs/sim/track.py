@@ -61,7 +61,9 @@ class Track:
         """Arc length of each centerline point."""
         self.total_m = float(self.s_m[-1])
         if not 0.0 < finish_m <= self.total_m:
-            raise ValueError(f"finish_m={finish_m} is not within the centerline (0, {self.total_m}]")
+            raise ValueError(
+                f"finish_m={finish_m} is not within the centerline (0, {self.total_m}]"
+            )
         self.length_m = float(finish_m)
         """Arc length from the start line to the finish line."""
         self.spacing_m = float(np.mean(seg_len))
@@ -101,8 +103,11 @@ class Track:
         half = 0.5 * self.width_m[:, None]
         left = center + point_normals * half
         right = center - point_normals * half
+        # Border polylines ``(N, 2)`` in ``(x, z)``, kept for drawing and checks.
         self.left_wall, self.right_wall = left, right
-        pieces = np.stack([np.stack([left[:-1], left[1:]], 1), np.stack([right[:-1], right[1:]], 1)], 1)
+        pieces = np.stack(
+            [np.stack([left[:-1], left[1:]], 1), np.stack([right[:-1], right[1:]], 1)], 1
+        )
         start_cap = np.stack([np.stack([left[0], center[0]]), np.stack([center[0], right[0]])])
         end_cap = np.stack([np.stack([left[-1], center[-1]]), np.stack([center[-1], right[-1]])])
         walls = np.concatenate([start_cap[None], pieces, end_cap[None]])  # (rows, 2, 2 ends, 2)
@@ -130,7 +135,7 @@ class Track:
             t = self._along(x, z, i)
         # In the gap outside a bend the position is past the end of one segment and before
         # the start of the next: it belongs to the shared vertex.
-        if 0 < i and t < 0.0:
+        if i > 0 and t < 0.0:
             t = 0.0
         if i < last and t > self._len[i]:
             t = self._len[i]
