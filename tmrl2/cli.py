@@ -4,11 +4,13 @@ are built from the config by :mod:`tmrl2.roles`."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tmrl2.config.load import ConfigError, dump_config, load_config
 from tmrl2.config.schema import Config
@@ -17,10 +19,21 @@ log = logging.getLogger("tmrl2")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", type=Path, default=None,
-                        help="YAML config (default: the built-in simulator LIDAR job)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE", help="override one config value (repeatable)")
+    parser.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        default=None,
+        help="YAML config (default: the built-in simulator LIDAR job)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,14 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, help="stop after this many env steps")
     train.add_argument("--minutes", type=float, help="stop after this many minutes")
     train.add_argument("--run-dir", type=Path, help="run folder (default runs/<name>-<time>)")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                       help="continue the run in RUN_DIR from its checkpoint")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its checkpoint",
+    )
     for role in ("server", "trainer", "worker"):
         p = sub.add_parser(role, help=f"run the {role} role alone")
         _common(p)
         if role != "server":
-            p.add_argument("--connect", metavar="HOST:PORT",
-                           help="server address (default: <role>.server and server.port)")
+            p.add_argument(
+                "--connect",
+                metavar="HOST:PORT",
+                help="server address (default: <role>.server and server.port)",
+            )
         if role == "trainer":
             p.add_argument("--run-dir", type=Path, help="run folder for checkpoints and metrics")
             p.add_argument("--resume", action="store_true", help="resume from --run-dir")
@@ -47,8 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="drive a saved policy deterministically")
     ev.add_argument("checkpoint", type=Path, help="checkpoint.pt or a run folder")
     ev.add_argument("--episodes", type=int, default=1)
-    ev.add_argument("--set", dest="overrides", action="append", default=[],
-                    metavar="SECTION.KEY=VALUE", help="override a value of the saved config")
+    ev.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a value of the saved config",
+    )
     show = sub.add_parser("config", help="print the resolved config as YAML")
     _common(show)
     return parser
@@ -81,12 +107,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0 if all(code == 0 for code in summary["exit_codes"].values()) else 1
 
 
-def _print_summary(summary: dict[str, object]) -> None:
+def _print_summary(summary: dict[str, Any]) -> None:
     keys = ("samples", "updates", "episodes", "finishes", "best_lap_s", "elapsed_s")
     print("\n== summary ==")
     for key in keys:
         print(f"{key:>12}: {summary.get(key)}")
-    for i, line in enumerate(summary.get("eval", []) or []):  # type: ignore[union-attr]
+    for i, line in enumerate(summary.get("eval") or []):
         print(f"{'eval ' + str(i):>12}: {line}")
     print(f"{'run folder':>12}: {summary.get('run_dir')}")
 
@@ -113,8 +139,12 @@ def _cmd_trainer(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path(config.run.dir) / config.run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        summary = run_trainer(config, _address(config, config.trainer.server, args.connect),
-                              run_dir, resume=args.resume)
+        summary = run_trainer(
+            config,
+            _address(config, config.trainer.server, args.connect),
+            run_dir,
+            resume=args.resume,
+        )
     except KeyboardInterrupt:
         return 0
     print(json.dumps(summary, indent=2))
@@ -125,10 +155,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from tmrl2.roles.worker import run_worker
 
     config = _config(args)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         run_worker(config, _address(config, config.worker.server, args.connect), index=args.index)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -149,8 +177,14 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _cmd_train, "server": _cmd_server, "trainer": _cmd_trainer,
-             "worker": _cmd_worker, "eval": _cmd_eval, "config": _cmd_config}
+_COMMANDS = {
+    "train": _cmd_train,
+    "server": _cmd_server,
+    "trainer": _cmd_trainer,
+    "worker": _cmd_worker,
+    "eval": _cmd_eval,
+    "config": _cmd_config,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

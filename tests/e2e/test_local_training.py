@@ -31,8 +31,7 @@ SMALL = [
 
 
 def test_roles_exchange_samples_and_weights(tmp_path: Path) -> None:
-    config = load_config(None, [*SMALL, "run.steps=4000", "run.minutes=1.5",
-                                f"run.dir={tmp_path}"])
+    config = load_config(None, [*SMALL, "run.steps=4000", "run.minutes=1.5", f"run.dir={tmp_path}"])
     start = time.monotonic()
     run = launch_all(config, tmp_path / "run")
     run.wait()
@@ -56,9 +55,21 @@ def test_cli_train_then_eval(tmp_path: Path) -> None:
     sets = [a for s in SMALL if s != "run.eval_episodes=0" for a in ("--set", s)]
     run_dir = tmp_path / "run"
     proc = subprocess.run(
-        _cli("train", "--steps", "2000", "--run-dir", str(run_dir), *sets,
-             "--set", "run.eval_episodes=1", "--set", "env.max_episode_steps=200"),
-        capture_output=True, text=True, timeout=150,
+        _cli(
+            "train",
+            "--steps",
+            "2000",
+            "--run-dir",
+            str(run_dir),
+            *sets,
+            "--set",
+            "run.eval_episodes=1",
+            "--set",
+            "env.max_episode_steps=200",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=150,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== summary ==" in proc.stdout and "eval 0" in proc.stdout
@@ -82,9 +93,18 @@ def test_ctrl_c_stops_every_role_and_frees_the_port(tmp_path: Path) -> None:
 
     port = free_port()
     proc = subprocess.Popen(
-        _cli("train", "--run-dir", str(tmp_path / "run"), "--set", f"server.port={port}",
-             *[a for s in SMALL for a in ("--set", s)]),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        _cli(
+            "train",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--set",
+            f"server.port={port}",
+            *[a for s in SMALL for a in ("--set", s)],
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60

@@ -31,8 +31,16 @@ def test_chunk_builder_keeps_transitions_together() -> None:
         builder.add(_obs(i), np.full(3, i, np.float32), float(i), i == 2, False, _obs(i + 1))
     assert builder.full
     chunk = builder.take()
-    assert set(chunk) == {"obs/lidar", "obs/speed", "next_obs/lidar", "next_obs/speed",
-                          "action", "reward", "terminated", "truncated"}
+    assert set(chunk) == {
+        "obs/lidar",
+        "obs/speed",
+        "next_obs/lidar",
+        "next_obs/speed",
+        "action",
+        "reward",
+        "terminated",
+        "truncated",
+    }
     np.testing.assert_array_equal(chunk["obs/speed"][:, 0], [0, 1, 2])
     np.testing.assert_array_equal(chunk["next_obs/lidar"][:, 0, 0], [1, 2, 3])
     np.testing.assert_array_equal(chunk["terminated"], [False, False, True])
@@ -47,8 +55,9 @@ def test_partial_chunk_and_box_space() -> None:
 
 
 def test_progress_reward_pays_metres_and_penalties() -> None:
-    reward = ProgressReward(ProgressRewardConfig(scale=0.5, time_penalty=0.1, wall_penalty=1.0,
-                                                 finish_bonus=10.0))
+    reward = ProgressReward(
+        ProgressRewardConfig(scale=0.5, time_penalty=0.1, wall_penalty=1.0, finish_bonus=10.0)
+    )
     reward.reset({"progress_m": 100.0})
     assert reward({"progress_m": 104.0}) == pytest.approx(2.0 - 0.1)
     assert reward({"progress_m": 104.0, "wall_contact": True}) == pytest.approx(-1.1)
@@ -75,8 +84,16 @@ def test_rate_meter_and_progress_line(tmp_path: Path) -> None:
     meter = RateMeter(window_s=10)
     meter.rate(0, now=0.0)
     assert meter.rate(500, now=2.0) == pytest.approx(250.0)
-    metrics = {"samples": 1000, "samples_per_s": 250.0, "updates": 800, "updates_per_s": 200.0,
-               "last_return": 12.5, "last_progress": 0.5, "best_lap_s": 41.25, "elapsed_s": 3}
+    metrics = {
+        "samples": 1000,
+        "samples_per_s": 250.0,
+        "updates": 800,
+        "updates_per_s": 200.0,
+        "last_return": 12.5,
+        "last_progress": 0.5,
+        "best_lap_s": 41.25,
+        "elapsed_s": 3,
+    }
     line = format_line(metrics)
     assert "1,000" in line and "250 steps/s" in line and "41.25 s" in line and "50%" in line
     stream = io.StringIO()

@@ -30,7 +30,11 @@ def test_default_config_is_the_sim_lidar_file() -> None:
 def test_defaults_name_the_builtin_components() -> None:
     data = dump_config(load_config())
     assert [data[s]["kind"] for s in ("env", "reward", "memory", "model", "algorithm")] == [
-        "sim", "progress", "ring", "mlp", "sac"
+        "sim",
+        "progress",
+        "ring",
+        "mlp",
+        "sac",
     ]
 
 

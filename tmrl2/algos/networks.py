@@ -51,8 +51,10 @@ class MLPConfig(ComponentConfig):
 
     kind: str = "mlp"
     """Registry name of this model."""
-    hidden_sizes: tuple[Annotated[int, Field(gt=0)], ...] = (256, 256)
-    """Widths of the hidden layers, shared by the actor and each Q function."""
+    hidden_sizes: tuple[Annotated[int, Field(gt=0)], ...] = (128, 128)
+    """Widths of the hidden layers, shared by the actor and each Q function. 128 x 128 (with
+    batch 128) learns the default LIDAR job ~3x faster in wall clock on 2 CPU cores than
+    tmrl's 256 x 256; use (256, 256) to match tmrl."""
     activation: Literal["relu", "elu", "tanh"] = "relu"
     """Nonlinearity after each hidden layer."""
 

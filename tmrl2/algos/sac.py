@@ -59,8 +59,8 @@ class SACConfig(ComponentConfig):
     """Tune the temperature so that the policy's entropy tracks ``target_entropy``."""
     target_entropy: float | None = None
     """Entropy target of the temperature tuning; ``None`` uses ``-action_dim``."""
-    batch_size: int = Field(default=256, gt=0)
-    """Transitions per update (the trainer samples batches of this size)."""
+    batch_size: int = Field(default=128, gt=0)
+    """Transitions per update (the trainer samples batches of this size; tmrl uses 256)."""
     grad_clip_norm: float | None = Field(default=None, gt=0.0)
     """Clip the global gradient norm of the actor and of the critic to this; ``None``: off."""
     optimizer: Literal["adam", "adamw"] = "adam"

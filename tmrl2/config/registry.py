@@ -61,9 +61,7 @@ def _import(path: str, where: str) -> Any:
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise RegistryError(
-            f"{where}: module {module_name!r} has no attribute {attr!r}"
-        ) from None
+        raise RegistryError(f"{where}: module {module_name!r} has no attribute {attr!r}") from None
 
 
 def resolve(section: str, kind: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Protocol
@@ -58,7 +59,5 @@ def set_torch_threads(n: int) -> None:
 
     torch.set_num_threads(n)
     if torch.get_num_interop_threads() != 1:
-        try:
+        with contextlib.suppress(RuntimeError):  # already set once in this process
             torch.set_num_interop_threads(1)
-        except RuntimeError:  # already set once in this process
-            pass

@@ -32,8 +32,9 @@ class EpisodeResult:
         return f"did not finish: reached {self.progress_frac:.0%} of the track ({self.steps} steps)"
 
 
-def evaluate(config: Config, actor: torch.nn.Module, episodes: int, seed: int = 12345
-             ) -> list[EpisodeResult]:
+def evaluate(
+    config: Config, actor: torch.nn.Module, episodes: int, seed: int = 12345
+) -> list[EpisodeResult]:
     """Drive ``actor`` deterministically for ``episodes`` episodes."""
     env = build_env(config)
     results = []
@@ -65,8 +66,9 @@ def _result(info: dict[str, Any], total: float, steps: int) -> EpisodeResult:
     )
 
 
-def load_policy(checkpoint: Path, overrides: list[str] | None = None
-                ) -> tuple[Config, torch.nn.Module]:
+def load_policy(
+    checkpoint: Path, overrides: list[str] | None = None
+) -> tuple[Config, torch.nn.Module]:
     """The config and the actor saved in a checkpoint (file or run folder)."""
     payload = load_checkpoint(checkpoint)
     config = load_config(data=payload["config"], overrides=overrides or [])

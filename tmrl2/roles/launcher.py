@@ -59,8 +59,12 @@ def new_run_dir(config: Config) -> Path:
 def setup_logging(level: int = logging.INFO, role: str = "") -> None:
     """Plain log lines on stderr, tagged with the role."""
     tag = f"[{role}] " if role else ""
-    logging.basicConfig(level=level, format=f"%(asctime)s {tag}%(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
+    logging.basicConfig(
+        level=level,
+        format=f"%(asctime)s {tag}%(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
 
 
 def _child_setup(role: str) -> None:
@@ -79,8 +83,9 @@ def _server_main(data: dict[str, Any], stop: Any) -> None:
         server.close()
 
 
-def _trainer_main(data: dict[str, Any], address: str, run_dir: str, stop: Any,
-                  resume: bool) -> None:
+def _trainer_main(
+    data: dict[str, Any], address: str, run_dir: str, stop: Any, resume: bool
+) -> None:
     _child_setup("trainer")
     from tmrl2.roles.trainer import run_trainer
 
@@ -117,14 +122,18 @@ class LocalRun:
         save_config(self.config, self.run_dir / "config.yaml")
         data = dump_config(self.config)
         ctx, stop = self._ctx, self.stop_event
-        self.processes["server"] = ctx.Process(target=_server_main, args=(data, stop),
-                                               name="tmrl2-server")
+        self.processes["server"] = ctx.Process(
+            target=_server_main, args=(data, stop), name="tmrl2-server"
+        )
         self.processes["trainer"] = ctx.Process(
-            target=_trainer_main, args=(data, self.address, str(self.run_dir), stop, self.resume),
-            name="tmrl2-trainer")
+            target=_trainer_main,
+            args=(data, self.address, str(self.run_dir), stop, self.resume),
+            name="tmrl2-trainer",
+        )
         for i in range(self.config.worker.count):
             self.processes[f"worker-{i}"] = ctx.Process(
-                target=_worker_main, args=(data, self.address, stop, i), name=f"tmrl2-worker-{i}")
+                target=_worker_main, args=(data, self.address, stop, i), name=f"tmrl2-worker-{i}"
+            )
         for proc in self.processes.values():
             proc.start()
         return self

@@ -59,20 +59,27 @@ class Trainer:
         self.algo = build_algorithm(config, self.model, self.device)
         self.memory = build_memory(config, obs_space, action_space, self.device)
         self.batch_size = int(getattr(config.algorithm, "batch_size", 256))
-        self.counters = {"samples": 0, "updates": 0, "chunks": 0, "episodes": 0, "finishes": 0,
-                         "weights_version": 0, "worker_policy_version": 0}
+        self.counters = {
+            "samples": 0,
+            "updates": 0,
+            "chunks": 0,
+            "episodes": 0,
+            "finishes": 0,
+            "weights_version": 0,
+            "worker_policy_version": 0,
+        }
         self.best_lap_s: float | None = None
         self.last_episode: dict[str, Any] | None = None
         self.last_losses: dict[str, float] = {}
         self.elapsed_before_s = 0.0
         if resume and run_dir is not None and (run_dir / CHECKPOINT_NAME).is_file():
             self._restore(run_dir / CHECKPOINT_NAME)
-        self.reporter = ProgressReporter(
-            run_dir / "metrics.jsonl" if run_dir else None, live=live
-        )
+        self.reporter = ProgressReporter(run_dir / "metrics.jsonl" if run_dir else None, live=live)
         self._sample_rate, self._update_rate = RateMeter(), RateMeter()
-        log.info("replay memory: %s bytes per transition", getattr(self.memory,
-                 "bytes_per_transition", "?"))
+        log.info(
+            "replay memory: %s bytes per transition",
+            getattr(self.memory, "bytes_per_transition", "?"),
+        )
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> dict[str, Any]:
@@ -90,9 +97,10 @@ class Trainer:
                 if consumed:
                     client.send(Message("credit", {"n": consumed}, {}))
                 self._update_burst()
-                if self.counters["updates"] - last_publish_updates >= self.cfg.publish_every_updates:
+                updates = self.counters["updates"]
+                if updates - last_publish_updates >= self.cfg.publish_every_updates:
                     self._publish(client)
-                    last_publish_updates = self.counters["updates"]
+                    last_publish_updates = updates
                 now = time.monotonic()
                 if now - last_report >= self.config.run.log_every_s:
                     self.reporter.report(self.metrics())

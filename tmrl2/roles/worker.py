@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from tmrl2.algos.policy import actor_act, load_actor_weights
@@ -46,6 +47,7 @@ class Worker:
         self.env = build_env(config)
         self.actor = build_model(config, self.env.observation_space, self.env.action_space).actor
         self.actor.eval()
+        assert isinstance(self.env.action_space, gym.spaces.Box), "actions must be a Box"
         self.chunk = ChunkBuilder(
             self.env.observation_space, self.env.action_space, self.cfg.chunk_steps
         )
@@ -141,9 +143,7 @@ def _episode_record(ep_return: float, steps: int, info: dict[str, Any]) -> dict[
     }
 
 
-def run_worker(
-    config: Config, address: str, stop: StopFlag | None = None, index: int = 0
-) -> None:
+def run_worker(config: Config, address: str, stop: StopFlag | None = None, index: int = 0) -> None:
     """Entry point of the worker role (process target and CLI)."""
     start = time.monotonic()
     worker = Worker(config, address, stop, index)
