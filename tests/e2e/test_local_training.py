@@ -79,7 +79,10 @@ def test_cli_train_then_eval(tmp_path: Path) -> None:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a new server can listen on ``port`` (SO_REUSEADDR, as ZeroMQ binds: old
+    connections in TIME_WAIT do not count, a socket still listening does)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -5,7 +5,9 @@
     NetError                 base: catch this to handle any networking failure
     ├── DecodeError          a malformed message (bad header, sizes, dtypes, kinds, meta...)
     ├── ProtocolError        the peer speaks another protocol version, or refused us
-    └── NetTimeout           no answer, or the send queue stayed full, within the time allowed
+    ├── NetTimeout           no answer, or the send queue stayed full, within the time allowed
+    └── SecurityError        an unsafe setup refused (plaintext on a non-loopback address),
+                             or a key file missing or invalid
 
 Every message says what was wrong (and, where it helps, what to do), so that a log line is
 enough to find the culprit. Encoding a message that cannot be sent (an object array, a
@@ -14,7 +16,7 @@ non-string array name) is a programming error and raises ``TypeError``/``ValueEr
 
 from __future__ import annotations
 
-__all__ = ["DecodeError", "NetError", "NetTimeout", "ProtocolError"]
+__all__ = ["DecodeError", "NetError", "NetTimeout", "ProtocolError", "SecurityError"]
 
 
 class NetError(Exception):
@@ -31,3 +33,7 @@ class ProtocolError(NetError):
 
 class NetTimeout(NetError):
     """A peer did not answer, or a message could not be queued, within the time allowed."""
+
+
+class SecurityError(NetError):
+    """An insecure setup was refused, or a key file is missing or malformed."""

@@ -35,8 +35,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """Whether a TCP server could bind ``host:port`` now."""
+    """Whether a TCP server could listen on ``host:port`` now (SO_REUSEADDR, as ZeroMQ)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
