@@ -76,6 +76,28 @@ def test_cli_train_then_eval(tmp_path: Path) -> None:
     ev = subprocess.run(_cli("eval", str(run_dir)), capture_output=True, text=True, timeout=60)
     assert ev.returncode in (0, 3), ev.stderr[-3000:]  # 3: the policy did not finish
     assert "episode 0:" in ev.stdout
+    first = json.loads((run_dir / "summary.json").read_text())
+
+    resumed = subprocess.run(
+        _cli(
+            "train",
+            "--resume",
+            str(run_dir),
+            "--steps",
+            str(first["samples"] + 1000),
+            "--set",
+            "run.eval_episodes=0",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    second = json.loads((run_dir / "summary.json").read_text())
+    # counters continue from the checkpoint instead of starting again at zero
+    assert second["samples"] >= first["samples"] + 1000
+    assert second["updates"] > first["updates"]
+    assert second["weights_version"] > first["weights_version"]
 
 
 def _port_free(port: int) -> bool:

@@ -33,7 +33,7 @@ def format_line(m: dict[str, Any]) -> str:
     return (
         f"steps {m['samples']:>8,d} | {m['samples_per_s']:6.0f} steps/s | "
         f"updates {m['updates']:>8,d} | {m['updates_per_s']:5.0f} upd/s | "
-        f"return {last if last is None else f'{last:7.1f}'} | "
+        f"return {'      -' if last is None else f'{last:7.1f}'} | "
         f"progress {m.get('last_progress', 0.0):4.0%} | "
         f"best lap {'-' if best is None else f'{best:.2f} s'} | {m['elapsed_s']:5.0f} s"
     )
