@@ -51,46 +51,40 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "tmrl2", *args]
 
 
-def test_cli_train_then_eval(tmp_path: Path) -> None:
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_cli(*args), capture_output=True, text=True, timeout=150)
+
+
+def test_cli_train_eval_and_resume(tmp_path: Path) -> None:
     sets = [a for s in SMALL if s != "run.eval_episodes=0" for a in ("--set", s)]
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        _cli(
-            "train",
-            "--steps",
-            "2000",
-            "--run-dir",
-            str(run_dir),
-            *sets,
-            "--set",
-            "run.eval_episodes=1",
-            "--set",
-            "env.max_episode_steps=200",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=150,
+    proc = _run(
+        "train",
+        "--steps",
+        "2000",
+        "--run-dir",
+        str(run_dir),
+        *sets,
+        "--set",
+        "run.eval_episodes=1",
+        "--set",
+        "env.max_episode_steps=200",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== summary ==" in proc.stdout and "eval 0" in proc.stdout
-    ev = subprocess.run(_cli("eval", str(run_dir)), capture_output=True, text=True, timeout=60)
+    ev = _run("eval", str(run_dir))
     assert ev.returncode in (0, 3), ev.stderr[-3000:]  # 3: the policy did not finish
     assert "episode 0:" in ev.stdout
     first = json.loads((run_dir / "summary.json").read_text())
 
-    resumed = subprocess.run(
-        _cli(
-            "train",
-            "--resume",
-            str(run_dir),
-            "--steps",
-            str(first["samples"] + 1000),
-            "--set",
-            "run.eval_episodes=0",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=150,
+    resumed = _run(
+        "train",
+        "--resume",
+        str(run_dir),
+        "--steps",
+        str(first["samples"] + 1000),
+        "--set",
+        "run.eval_episodes=0",
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     second = json.loads((run_dir / "summary.json").read_text())

@@ -4,19 +4,27 @@ A :class:`Message` is a ``kind``, a ``meta`` map (msgpack scalars, strings, list
 named numpy ``arrays``. On the wire it is a multipart message::
 
     frame 0    msgpack map {"v": PROTOCOL_VERSION, "kind": str, "meta": map,
-                            "arrays": [[name, dtype_str, shape], ...]}
+                            "arrays": [[name, dtype_str, shape], ...], ["z": "lz4"]}
     frame 1..  one raw C-contiguous little-endian buffer per array, in header order
 
 Arrays are never copied into the header: :func:`encode` hands out views of the arrays'
-memory and :func:`decode` wraps received buffers with ``np.frombuffer``. Compression is not
-implemented; a later version adds an optional header key ``"z"`` naming the codec (lz4) of
-the array frames, which this version rejects as unknown.
+memory and :func:`decode` wraps received buffers with ``np.frombuffer``.
+
+Compression is chosen per message: ``encode(msg, compress="lz4")`` compresses every array
+frame with an LZ4 block (no stored size: the header's shape and dtype already say how many
+bytes each frame must decompress to) and adds ``"z": "lz4"`` to the header; without it the
+header has no ``"z"`` key and frames are raw. :func:`decode` checks the sizes announced by
+the header against ``max_bytes`` *before* decompressing anything (a small message cannot
+expand into gigabytes) and requires each frame to decompress to exactly its announced size.
+Decompressed arrays are copies, of course; LZ4 pays off for images and large, redundant
+arrays on slow links, not for random floats.
 
 :func:`decode` trusts nothing: the header must be a map with exactly the keys above, ``v``
 must equal :data:`PROTOCOL_VERSION` (else :class:`ProtocolError` naming both), ``kind`` must be
 known, dtypes come from :data:`DTYPES` (little-endian, no objects), shapes are lists of at
 most :data:`MAX_DIMS` non-negative ints, each frame holds exactly ``prod(shape) * itemsize``
-bytes, names are unique strings, the whole message is at most ``max_bytes``, and meta and
+bytes, names are unique strings, the whole message (and, compressed, its decompressed arrays) is at most ``max_bytes``, meta
+nests at most :data:`MAX_META_DEPTH` levels, and meta and
 arrays follow the rules of their kind (:mod:`tmrl2.net.kinds`). Anything else raises
 :class:`DecodeError` saying what was wrong.
 
@@ -55,6 +63,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union, cast
 
+import lz4.block
 import msgpack
 import numpy as np
 
@@ -70,6 +79,7 @@ __all__ = [
     "KINDS",
     "MAX_DIMS",
     "PROTOCOL_VERSION",
+    "COMPRESSIONS",
     "Buffer",
     "Message",
     "decode",
@@ -112,7 +122,11 @@ DTYPES: dict[str, np.dtype[Any]] = {
 }
 """Allowed dtypes by their wire string (numpy's ``dtype.str``, little-endian: ``'<f4'``)."""
 
+COMPRESSIONS = frozenset({"lz4"})
+"""Values of the optional header key ``"z"``: how the array frames are compressed."""
+
 _HEADER_KEYS = frozenset({"v", "kind", "meta", "arrays"})
+_HEADER_KEYS_Z = _HEADER_KEYS | {"z"}
 
 Buffer = Union[bytes, bytearray, memoryview, "zmq.Frame"]
 """A frame: anything exposing the buffer protocol (bytes, memoryview, zmq.Frame)."""
@@ -152,12 +166,18 @@ def _wire_array(name: str, array: np.ndarray) -> tuple[list[Any], memoryview]:
     return [name, wire, list(array.shape)], data
 
 
-def encode(msg: Message) -> list[bytes | memoryview]:
+def encode(msg: Message, compress: str | None = None) -> list[bytes | memoryview]:
     """Frames of ``msg``: the msgpack header, then one buffer per array (views, no copies).
+
+    Args:
+        msg: the message.
+        compress: None sends raw array frames; ``"lz4"`` compresses each of them (copies).
 
     Raises ``ValueError``/``TypeError`` for a message that :func:`decode` would reject, so a
     bug shows at the sender rather than as a dropped message at the receiver.
     """
+    if compress is not None and compress not in COMPRESSIONS:
+        raise ValueError(f"unknown compression {compress!r}; known: {sorted(COMPRESSIONS)}")
     try:
         check_meta_values(msg.meta)
         check_message(msg.kind, msg.meta, msg.arrays)
@@ -168,8 +188,10 @@ def encode(msg: Message) -> list[bytes | memoryview]:
     for name, array in msg.arrays.items():
         spec, frame = _wire_array(name, array)
         specs.append(spec)
-        frames.append(frame)
+        frames.append(lz4.block.compress(frame, store_size=False) if compress else frame)
     header = {"v": PROTOCOL_VERSION, "kind": msg.kind, "meta": msg.meta, "arrays": specs}
+    if compress:
+        header["z"] = compress
     frames[0] = msgpack.packb(header, use_bin_type=True)
     return frames
 
@@ -182,16 +204,19 @@ def _unpack_header(frame: memoryview) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise DecodeError(f"header must be a msgpack map, got {type(header).__name__}")
     if "v" not in header:
-        raise DecodeError(f"header lacks the protocol version 'v' (keys: {sorted(header)})")
+        raise DecodeError(f"header lacks the protocol version 'v' (keys: {_keys(header)})")
     version = header["v"]
     if version != PROTOCOL_VERSION or isinstance(version, bool):
         raise ProtocolError(
             f"peer speaks protocol version {version!r}, this side speaks {PROTOCOL_VERSION}: "
             "install the same tmrl2 version on every machine"
         )
-    if header.keys() != _HEADER_KEYS:
-        extra, missing = header.keys() - _HEADER_KEYS, _HEADER_KEYS - header.keys()
-        raise DecodeError(f"header keys wrong: missing {sorted(missing)}, unknown {sorted(extra)}")
+    if header.keys() != _HEADER_KEYS and header.keys() != _HEADER_KEYS_Z:
+        extra, missing = header.keys() - _HEADER_KEYS_Z, _HEADER_KEYS - header.keys()
+        raise DecodeError(f"header keys wrong: missing {_keys(missing)}, unknown {_keys(extra)}")
+    codec = header.get("z")
+    if codec is not None and (type(codec) is not str or codec not in COMPRESSIONS):
+        raise DecodeError(f"header z {codec!r} is not a known compression: {sorted(COMPRESSIONS)}")
     kind = header["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
         raise DecodeError(f"unknown message kind {kind!r}; known kinds: {sorted(KINDS)}")
@@ -201,6 +226,11 @@ def _unpack_header(frame: memoryview) -> dict[str, Any]:
     if not isinstance(header["arrays"], list):
         raise DecodeError(f"header arrays must be a list, got {type(header['arrays']).__name__}")
     return header
+
+
+def _keys(keys: Any) -> list[str]:
+    # msgpack map keys may be str or bytes; sorting a mix of both would raise TypeError
+    return sorted(repr(key) for key in keys)
 
 
 def _array_spec(spec: Any, index: int) -> tuple[str, np.dtype[Any], tuple[int, ...]]:
@@ -248,18 +278,35 @@ def decode(frames: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_BYTES) -> Mess
     specs = header["arrays"]
     if len(specs) > MAX_ARRAYS or len(specs) != len(views) - 1:
         raise DecodeError(f"header lists {len(specs)} arrays but {len(views) - 1} frames follow")
+    parsed = [_array_spec(spec, index) for index, spec in enumerate(specs)]
+    compressed = "z" in header
+    if compressed:
+        announced = sum(math.prod(shape) * dtype.itemsize for _, dtype, shape in parsed)
+        if announced > max_bytes:  # checked before decompressing anything
+            raise DecodeError(
+                f"compressed message announces {announced} bytes of arrays, over the limit of "
+                f"{max_bytes} bytes"
+            )
     arrays: dict[str, np.ndarray] = {}
-    for index, (spec, view) in enumerate(zip(specs, views[1:], strict=True)):
-        name, dtype, shape = _array_spec(spec, index)
+    for (name, dtype, shape), view in zip(parsed, views[1:], strict=True):
         if name in arrays:
             raise DecodeError(f"array name {name!r} appears twice")
         expected = math.prod(shape) * dtype.itemsize
-        if view.nbytes != expected:
+        data = _decompress(name, view, expected) if compressed else view
+        if data.nbytes != expected:
             raise DecodeError(
-                f"array {name!r} frame holds {view.nbytes} bytes, "
+                f"array {name!r} frame holds {data.nbytes} bytes, "
                 f"shape {list(shape)} of {dtype.str} needs {expected}"
             )
-        arrays[name] = np.ndarray(shape, dtype, view)  # a view of the frame, no copy
+        arrays[name] = np.ndarray(shape, dtype, data)  # a view of the frame, no copy
     kind, meta = header["kind"], header["meta"]
     check_message(kind, meta, arrays)
     return Message(kind, meta, arrays)
+
+
+def _decompress(name: str, frame: memoryview, expected: int) -> memoryview:
+    try:
+        data = lz4.block.decompress(frame, uncompressed_size=expected)
+    except Exception as exc:  # LZ4BlockError, or ValueError for absurd sizes
+        raise DecodeError(f"array {name!r} frame is not valid lz4 data: {exc}") from exc
+    return memoryview(data)

@@ -52,6 +52,8 @@ class Trainer:
         set_torch_threads(self.cfg.torch_threads)
         torch.manual_seed(config.run.seed)
         self.device = torch.device(self.cfg.device)
+        # the spaces come from an env instance: cheap for the simulator; a game env will need
+        # its spaces without a game running on the trainer's machine (the bridge issue)
         env = build_env(config)
         obs_space, action_space = env.observation_space, env.action_space
         env.close()
@@ -72,6 +74,7 @@ class Trainer:
         self.last_episode: dict[str, Any] | None = None
         self.last_losses: dict[str, float] = {}
         self.elapsed_before_s = 0.0
+        self._start = time.monotonic()
         if resume and run_dir is not None and (run_dir / CHECKPOINT_NAME).is_file():
             self._restore(run_dir / CHECKPOINT_NAME)
         self.reporter = ProgressReporter(run_dir / "metrics.jsonl" if run_dir else None, live=live)
@@ -201,7 +204,7 @@ class Trainer:
             "actor": self.model.actor.state_dict(),
             "counters": dict(self.counters),
             "best_lap_s": self.best_lap_s,
-            "elapsed_s": self._elapsed() if hasattr(self, "_start") else self.elapsed_before_s,
+            "elapsed_s": self._elapsed(),
             "config": dump_config(self.config),
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
