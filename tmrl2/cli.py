@@ -1,4 +1,4 @@
-"""Command line: ``tmrl2 train|server|trainer|worker|eval|config``. Parsing only; the roles
+"""Command line: ``tmrl2 train|server|trainer|worker|eval|config|keys``. Parsing only; the roles
 are built from the config by :mod:`tmrl2.roles`."""
 
 from __future__ import annotations
@@ -75,8 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override a value of the saved config",
     )
+    rec = sub.add_parser("record-reference", help="drive a lap and save its reference line")
+    rec.add_argument("out", type=Path, help="output .npy file (N x 3 positions, Y up)")
+    rec.add_argument("--track", default="default", help="simulator track to drive")
     show = sub.add_parser("config", help="print the resolved config as YAML")
     _common(show)
+    keys = sub.add_parser("keys", help="make CurveZMQ key pairs: NAME.key, NAME.key_secret")
+    keys.add_argument("names", nargs="+", help="one pair per name, e.g. server worker trainer")
+    keys.add_argument("--dir", type=Path, default=Path("keys"), help="output folder")
+    keys.add_argument("--force", action="store_true", help="overwrite existing key files")
     return parser
 
 
@@ -170,10 +177,34 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0 if any(r.finished for r in results) else 3
 
 
+def _cmd_record_reference(args: argparse.Namespace) -> int:
+    from tmrl2.rewards.record import record_sim_reference
+
+    count = record_sim_reference(args.out, args.track)
+    print(
+        f"saved {count} points to {args.out}; use it with "
+        f"--set reward.terms.progress.reference={args.out}"
+    )
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
     print(yaml.safe_dump(dump_config(_config(args)), sort_keys=False), end="")
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from tmrl2.net.keys import generate_keys
+
+    for name in args.names:
+        try:
+            public, secret = generate_keys(args.dir, name, overwrite=args.force)
+        except (FileExistsError, ValueError) as exc:
+            print(f"tmrl2: {exc}", file=sys.stderr)
+            return 2
+        print(f"{name}: public {public} (share), secret {secret} (keep on its machine)")
     return 0
 
 
@@ -183,7 +214,9 @@ _COMMANDS = {
     "trainer": _cmd_trainer,
     "worker": _cmd_worker,
     "eval": _cmd_eval,
+    "record-reference": _cmd_record_reference,
     "config": _cmd_config,
+    "keys": _cmd_keys,
 }
 
 

@@ -31,7 +31,7 @@ def test_defaults_name_the_builtin_components() -> None:
     data = dump_config(load_config())
     assert [data[s]["kind"] for s in ("env", "reward", "memory", "model", "algorithm")] == [
         "sim",
-        "progress",
+        "terms",
         "ring",
         "mlp",
         "sac",

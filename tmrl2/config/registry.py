@@ -19,7 +19,10 @@ SECTIONS: tuple[str, ...] = ("env", "reward", "memory", "model", "algorithm")
 
 _BUILTINS: dict[str, dict[str, str]] = {
     "env": {"sim": "tmrl2.envs.sim.env:SimEnv"},
-    "reward": {"progress": "tmrl2.rewards.progress:ProgressReward"},
+    "reward": {
+        "terms": "tmrl2.rewards.manager:RewardManager",
+        "progress": "tmrl2.rewards.progress:ProgressReward",
+    },
     "memory": {"ring": "tmrl2.memory.ring:RingMemory"},
     "model": {"mlp": "tmrl2.algos.networks:MLPActorCritic"},
     "algorithm": {"sac": "tmrl2.algos.sac:SAC"},
@@ -50,7 +53,7 @@ def register(section: str, name: str, target: str) -> None:
     _BUILTINS[section][name] = target
 
 
-def _import(path: str, where: str) -> Any:
+def import_path(path: str, where: str) -> Any:
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise RegistryError(f"{where}: {path!r} is not an import path 'package.module:Name'")
@@ -68,7 +71,7 @@ def resolve(section: str, kind: str) -> Any:
     """Return the component class or factory that ``kind`` names in ``section``."""
     where = f"{section}.kind"
     if ":" in kind:
-        return _import(kind, where)
+        return import_path(kind, where)
     names = _BUILTINS[section]
     if kind not in names:
         close = difflib.get_close_matches(kind, names, n=1)
@@ -77,7 +80,7 @@ def resolve(section: str, kind: str) -> Any:
             f"{where}: unknown {section} {kind!r}{hint} Known: {', '.join(sorted(names))}, "
             "or an import path 'package.module:Name'."
         )
-    return _import(names[kind], where)
+    return import_path(names[kind], where)
 
 
 def config_model(component: Any) -> type[ComponentConfig]:

@@ -8,6 +8,7 @@ by :mod:`tmrl2.config.load`; the other sections are fixed models below.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -16,7 +17,7 @@ from tmrl2.roles.server import ServerConfig
 
 DEFAULT_KINDS: dict[str, str] = {
     "env": "sim",
-    "reward": "progress",
+    "reward": "terms",
     "memory": "ring",
     "model": "mlp",
     "algorithm": "sac",
@@ -64,6 +65,13 @@ class WorkerConfig(FrozenModel):
     """Host of the server to connect to."""
     connect_timeout_s: float = Field(default=30.0, gt=0)
     """Give up when the server has not answered the hello within this time."""
+    server_key: Path | None = None
+    """The server's public ``.key`` file: turns on CurveZMQ (needs ``secret_key`` too)."""
+    secret_key: Path | None = None
+    """This machine's ``.key_secret`` file (``tmrl2 keys <name>``); its ``.key`` must be in
+    the server's ``authorized_keys``."""
+    compression: Literal["none", "lz4"] = "none"
+    """Compression of the chunks sent (``lz4`` pays off for images on slow links)."""
 
 
 class TrainerConfig(FrozenModel):
@@ -87,6 +95,11 @@ class TrainerConfig(FrozenModel):
     """Host of the server to connect to."""
     connect_timeout_s: float = Field(default=30.0, gt=0)
     """Give up when the server has not answered the hello within this time."""
+    server_key: Path | None = None
+    """The server's public ``.key`` file: turns on CurveZMQ (needs ``secret_key`` too)."""
+    secret_key: Path | None = None
+    """This machine's ``.key_secret`` file (``tmrl2 keys <name>``); its ``.key`` must be in
+    the server's ``authorized_keys``."""
 
 
 class Config(FrozenModel):

@@ -15,6 +15,15 @@ sent before ``hello``, or of a kind the sender's role may not send) is dropped, 
 refused while the first is registered (a restarted trainer with the same identity takes over).
 A peer that disconnects without ``bye`` is forgotten when a send to it finds it gone (the
 current trainer is probed with a ``ping`` when another trainer says hello).
+
+A message from a peer without a session (the server restarted under it) is counted in
+:attr:`ServerStats.unregistered` (a chunk's transitions in :attr:`ServerStats.samples_lost`)
+and answered with ``rejoin``; the peer's hello opens a new session. Security: with
+``secret_key`` set, connections are CurveZMQ-encrypted and only ``authorized_keys`` get in
+(:mod:`tmrl2.net.keys`); a non-loopback ``host`` without them is refused unless
+``allow_insecure``. Config distribution: a server given the run's ``config_hash`` refuses a
+hello that carries another hash, naming both, and sends the hash (and the run's config, if
+given) in ``welcome``; a hello without a hash is accepted.
 """
 
 from __future__ import annotations
@@ -22,15 +31,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import Field
 
 from tmrl2.config.base import FrozenModel
 from tmrl2.net.codec import DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Buffer, Message, decode
-from tmrl2.net.errors import DecodeError, ProtocolError
+from tmrl2.net.errors import DecodeError, ProtocolError, SecurityError
+from tmrl2.net.keys import ServerCurve
 from tmrl2.net.transport import SendResult, ServerSocket, ServerTransport
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,9 @@ MAX_MESSAGES_PER_SERVE = 1000
 
 SERVER_NAME = "tmrl2-server"
 """Reported in ``welcome``."""
+
+REJOIN_PERIOD_S = 0.5
+"""Shortest time between two ``rejoin`` requests to the same unregistered peer."""
 
 ALLOWED_KINDS: dict[str, frozenset[str]] = {
     "worker": frozenset({"chunk", "ping", "bye"}),
@@ -62,6 +76,24 @@ class ServerConfig(FrozenModel):
     """Chunks kept while the trainer has no credit; beyond, the oldest is dropped (counted)."""
     max_message_bytes: int = Field(default=DEFAULT_MAX_BYTES, gt=0)
     """Largest message accepted (all frames); larger ones are dropped as malformed."""
+    secret_key: Path | None = None
+    """The server's ``.key_secret`` file (``tmrl2 keys server``): turns on CurveZMQ
+    encryption and client authentication. None: plaintext (loopback only by default)."""
+    authorized_keys: Path | None = None
+    """Folder of the clients' public ``.key`` files (or one such file) allowed to connect;
+    other keys are refused and logged. Needs ``secret_key``."""
+    allow_insecure: bool = False
+    """Bind a non-loopback ``host`` without keys anyway (plaintext, anyone reaching the port
+    may connect): only on a network you trust."""
+
+    def curve(self) -> ServerCurve | None:
+        """The server's Curve keys from the files named here; None when ``secret_key`` is
+        unset. Raises :class:`SecurityError` for a missing or malformed file."""
+        if self.secret_key is None:
+            if self.authorized_keys is not None:
+                raise SecurityError("server.authorized_keys is set but server.secret_key is not")
+            return None
+        return ServerCurve.from_files(self.secret_key, self.authorized_keys)
 
 
 class StopFlag(Protocol):
@@ -80,6 +112,8 @@ class WorkerStats:
     """Chunks received from it."""
     policy_version: int = 0
     """Weights version of its latest chunk."""
+    bytes: int = 0
+    """Bytes of its chunks as received (compressed where they were)."""
     last_seen_s: float = 0.0
     """``time.monotonic()`` of its latest message."""
 
@@ -92,6 +126,14 @@ class ServerStats:
     """Messages received, malformed ones included."""
     malformed: int = 0
     """Messages dropped as malformed (undecodable, unregistered sender, wrong role)."""
+    unregistered: int = 0
+    """Of the malformed, valid messages from peers without a session (asked to rejoin)."""
+    samples_lost: int = 0
+    """Transitions in chunks dropped because their sender had no session."""
+    refused: int = 0
+    """Hellos refused (protocol or config hash mismatch, a second trainer)."""
+    auth_rejected: int = 0
+    """Connections refused because the client's Curve key is not authorized."""
     errors: int = 0
     """Messages whose handling raised unexpectedly (a server bug; logged with traceback)."""
     chunks_in: int = 0
@@ -135,15 +177,33 @@ class _Chunk:
 class Server:
     """Routes chunks to the trainer under credit and weights to the workers."""
 
-    def __init__(self, config: ServerConfig, transport: ServerTransport | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        transport: ServerTransport | None = None,
+        *,
+        config_hash: str | None = None,
+        run_config: Mapping[str, Any] | None = None,
+    ) -> None:
         """Args:
         config: the server section.
         transport: the socket (tests may inject a fake); by default a :class:`ServerSocket`
-            bound on ``config.host:config.port``.
+            bound on ``config.host:config.port`` with the configured keys.
+        config_hash: the run's config hash; hellos carrying another one are refused.
+        run_config: the run's resolved config (plain data), sent to clients in ``welcome``.
         """
         self.config = config
+        self.config_hash = config_hash
         self.stats = ServerStats()
-        self._socket = transport or ServerSocket(config.host, config.port)
+        self._welcome: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "server": SERVER_NAME}
+        if config_hash is not None:
+            self._welcome["config_hash"] = config_hash
+        if run_config is not None:
+            self._welcome["config"] = dict(run_config)
+        self._socket = transport or ServerSocket(
+            config.host, config.port, curve=config.curve(), allow_insecure=config.allow_insecure
+        )
+        self._rejoin_asked: dict[bytes, float] = {}
         self._peers: dict[bytes, _Peer] = {}
         self._trainer: bytes | None = None
         self._credit = 0
@@ -179,6 +239,7 @@ class Server:
             item = self._socket.recv(0) if handled < MAX_MESSAGES_PER_SERVE else None
         self._flush()
         self._push_weights()
+        self.stats.auth_rejected = int(getattr(self._socket, "auth_rejected", 0))
 
     def run(self, stop: StopFlag, poll_ms: int = 50) -> None:
         """Serve until ``stop.is_set()``; it is checked at least every ``poll_ms``."""
@@ -221,7 +282,7 @@ class Server:
             return
         peer = self._peers.get(identity)
         if peer is None:
-            self._malformed(identity, f"{msg.kind!r} from an unregistered peer (no hello)")
+            self._on_unregistered(identity, msg)
             return
         if msg.kind not in ALLOWED_KINDS[peer.role]:
             self._malformed(identity, f"a {peer.role} may not send {msg.kind!r}")
@@ -252,6 +313,14 @@ class Server:
                 f"{PROTOCOL_VERSION}: install the same tmrl2 version everywhere",
             )
             return
+        theirs = msg.meta.get("config_hash")
+        if theirs is not None and self.config_hash is not None and theirs != self.config_hash:
+            self._refuse(
+                identity,
+                f"{role} {name!r} config hash {theirs}, server config hash {self.config_hash}: "
+                "start every role with the same config file and --set overrides",
+            )
+            return
         current = self._other_trainer(identity) if role == "trainer" else None
         if current is not None:
             self._refuse(
@@ -268,11 +337,25 @@ class Server:
             self.stats.trainer_connected = True
         else:
             self.stats.workers.setdefault(name, WorkerStats()).last_seen_s = time.monotonic()
+        self._rejoin_asked.pop(identity, None)
         log.info("%s %r connected", role, name)
-        self._socket.send(
-            identity, Message("welcome", {"protocol": PROTOCOL_VERSION, "server": SERVER_NAME})
-        )
+        self._socket.send(identity, Message("welcome", self._welcome))
         self._push_weights()
+
+    def _on_unregistered(self, identity: bytes, msg: Message) -> None:
+        """A peer without a session (the server restarted under it): count, ask to rejoin."""
+        self.stats.unregistered += 1
+        if msg.kind == "chunk":
+            self.stats.samples_lost += int(msg.meta["n"])
+        self._malformed(identity, f"{msg.kind!r} from an unregistered peer (no hello)")
+        now = time.monotonic()
+        if now - self._rejoin_asked.get(identity, -REJOIN_PERIOD_S) < REJOIN_PERIOD_S:
+            return
+        if len(self._rejoin_asked) > 4096:  # peers with random identities must not grow it
+            self._rejoin_asked.clear()
+        self._rejoin_asked[identity] = now
+        reason = "this server has no session for you (it restarted?): send hello again"
+        self._socket.send(identity, Message("rejoin", {"reason": reason}))
 
     def _other_trainer(self, identity: bytes) -> str | None:
         """Name of the registered trainer if it is another peer and still connected."""
@@ -284,6 +367,7 @@ class Server:
         return self._peers[self._trainer].name
 
     def _refuse(self, identity: bytes, reason: str) -> None:
+        self.stats.refused += 1
         if self._may_warn(("refused", identity)):  # refused clients retry their hello
             log.warning("refused %s: %s", self._label(identity), reason)
         self._socket.send(identity, Message("refused", {"reason": reason}))
@@ -295,6 +379,7 @@ class Server:
         worker = self.stats.workers[peer.name]
         worker.samples += n
         worker.chunks += 1
+        worker.bytes += sum(len(frame) for frame in frames)
         worker.policy_version = int(msg.meta["policy_version"])
         self._queue.append(_Chunk(frames, n))
         self._flush()

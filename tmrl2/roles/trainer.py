@@ -193,6 +193,7 @@ class Trainer:
             "best_lap_s": self.best_lap_s,
             "memory_size": len(self.memory),
             **{f"loss/{k}": v for k, v in self.last_losses.items()},
+            **{f"reward/{k}": v for k, v in last.get("terms", {}).items()},
         }
 
     def save(self) -> None:

@@ -75,6 +75,7 @@ class Worker:
     def _loop(self) -> None:
         obs, info = self.env.reset(seed=self.seed)
         ep_return, ep_steps = 0.0, 0
+        ep_terms: dict[str, float] = {}
         while not self.stop.is_set():
             self._poll(timeout_ms=0)
             if self._must_wait():
@@ -88,11 +89,13 @@ class Worker:
             self.steps += 1
             ep_return += float(reward)
             ep_steps += 1
+            for name, value in info.get("reward_terms", {}).items():
+                ep_terms[name] = ep_terms.get(name, 0.0) + value
             obs = next_obs
             if terminated or truncated:
-                self._episodes.append(_episode_record(ep_return, ep_steps, info))
+                self._episodes.append(_episode_record(ep_return, ep_steps, info, ep_terms))
                 obs, info = self.env.reset()
-                ep_return, ep_steps = 0.0, 0
+                ep_return, ep_steps, ep_terms = 0.0, 0, {}
             if self.chunk.full:
                 self._send_chunk()
 
@@ -132,9 +135,12 @@ class Worker:
         self._episodes = []
 
 
-def _episode_record(ep_return: float, steps: int, info: dict[str, Any]) -> dict[str, Any]:
+def _episode_record(
+    ep_return: float, steps: int, info: dict[str, Any], terms: dict[str, float]
+) -> dict[str, Any]:
     lap = info.get("lap_time_s")
     return {
+        "terms": {name: float(value) for name, value in terms.items()},
         "return": ep_return,
         "steps": steps,
         "finished": bool(info.get("finished", False)),
