@@ -9,6 +9,7 @@ no process outlives the run and the port is freed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing as mp
 import signal
@@ -181,8 +182,8 @@ def run_local_training(
 ) -> dict[str, Any]:
     """Train on this machine until ``run.steps``/``run.minutes`` or Ctrl-C, then evaluate.
 
-    Returns the trainer's summary plus ``eval`` (one description per evaluation episode) and
-    ``run_dir``.
+    Returns the trainer's summary plus ``eval`` (one description per evaluation episode),
+    ``eval_results`` (their fields), ``eval_finished`` and ``run_dir``.
     """
     import json
 
@@ -204,5 +205,6 @@ def run_local_training(
         eval_config, actor = load_policy(checkpoint)
         results = evaluate(eval_config, actor, config.run.eval_episodes)
         summary["eval"] = [r.describe() for r in results]
+        summary["eval_results"] = [dataclasses.asdict(r) for r in results]
         summary["eval_finished"] = sum(r.finished for r in results)
     return summary

@@ -6,6 +6,7 @@
     worker --chunk--> server --chunk (same frames)--> trainer   while the trainer has credit
                              \\-> bounded queue (oldest dropped, counted) otherwise
     trainer --credit n--> server: n more chunks may go to the trainer; the queue is flushed
+    server --credit 1--> worker: one of its chunks was forwarded (or dropped)
     trainer --weights--> server --weights--> each worker, once per weights message
 
 Every message is decoded and validated before use; a malformed one (undecodable, bad sizes,
@@ -15,6 +16,11 @@ sent before ``hello``, or of a kind the sender's role may not send) is dropped, 
 refused while the first is registered (a restarted trainer with the same identity takes over).
 A peer that disconnects without ``bye`` is forgotten when a send to it finds it gone (the
 current trainer is probed with a ``ping`` when another trainer says hello).
+
+Backpressure: each worker's ``welcome`` grants it ``worker_credit`` chunks; the server returns
+one ``credit`` per chunk of that worker it forwarded or dropped. Workers whose socket honours
+credit (:class:`~tmrl2.net.transport.ClientSocket` does) slow down to the trainer's pace, and
+the queue holds at most ``worker_credit`` chunks per such worker.
 
 A message from a peer without a session (the server restarted under it) is counted in
 :attr:`ServerStats.unregistered` (a chunk's transitions in :attr:`ServerStats.samples_lost`)
@@ -39,7 +45,7 @@ from typing import Any, Protocol
 from pydantic import Field
 
 from tmrl2.config.base import FrozenModel
-from tmrl2.net.codec import DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Buffer, Message, decode
+from tmrl2.net.codec import DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Buffer, Message, decode, encode
 from tmrl2.net.errors import DecodeError, ProtocolError, SecurityError
 from tmrl2.net.keys import ServerCurve
 from tmrl2.net.transport import SendResult, ServerSocket, ServerTransport
@@ -57,6 +63,12 @@ SERVER_NAME = "tmrl2-server"
 
 REJOIN_PERIOD_S = 0.5
 """Shortest time between two ``rejoin`` requests to the same unregistered peer."""
+
+GONE_GRACE_S = 0.5
+"""A peer is forgotten when sends to it find it gone for this long. libzmq's ROUTER reports
+a connected peer whose queue was just full as unreachable (EHOSTUNREACH) until its reader's
+"resume" reaches the I/O thread; forgetting on the first such report loses the trainer under
+load (seen in benchmarks/bench_transport.py with 4 workers)."""
 
 ALLOWED_KINDS: dict[str, frozenset[str]] = {
     "worker": frozenset({"chunk", "ping", "bye"}),
@@ -76,6 +88,9 @@ class ServerConfig(FrozenModel):
     """Chunks kept while the trainer has no credit; beyond, the oldest is dropped (counted)."""
     max_message_bytes: int = Field(default=DEFAULT_MAX_BYTES, gt=0)
     """Largest message accepted (all frames); larger ones are dropped as malformed."""
+    worker_credit: int = Field(default=8, gt=0)
+    """Chunks a worker may have in flight (sent, not yet forwarded to the trainer) before it
+    waits: backpressure, so that fast workers slow down rather than fill the queue."""
     secret_key: Path | None = None
     """The server's ``.key_secret`` file (``tmrl2 keys server``): turns on CurveZMQ
     encryption and client authentication. None: plaintext (loopback only by default)."""
@@ -172,6 +187,8 @@ class _Peer:
 class _Chunk:
     frames: Sequence[Buffer]
     n: int
+    origin: bytes
+    """Identity of the worker that sent it (its credit comes back when the chunk leaves)."""
 
 
 class Server:
@@ -204,6 +221,9 @@ class Server:
             config.host, config.port, curve=config.curve(), allow_insecure=config.allow_insecure
         )
         self._rejoin_asked: dict[bytes, float] = {}
+        self._gone_since: dict[bytes, float] = {}
+        self._credit_one = encode(Message("credit", {"n": 1}))
+        self._owed: dict[bytes, int] = {}
         self._peers: dict[bytes, _Peer] = {}
         self._trainer: bytes | None = None
         self._credit = 0
@@ -239,6 +259,8 @@ class Server:
             item = self._socket.recv(0) if handled < MAX_MESSAGES_PER_SERVE else None
         self._flush()
         self._push_weights()
+        if self._owed:
+            self._pay_owed_credit()
         self.stats.auth_rejected = int(getattr(self._socket, "auth_rejected", 0))
 
     def run(self, stop: StopFlag, poll_ms: int = 50) -> None:
@@ -287,10 +309,9 @@ class Server:
         if msg.kind not in ALLOWED_KINDS[peer.role]:
             self._malformed(identity, f"a {peer.role} may not send {msg.kind!r}")
             return
-        if peer.role == "worker":
-            self.stats.workers[peer.name].last_seen_s = time.monotonic()
+        self._seen(identity, peer)
         if msg.kind == "chunk":
-            self._on_chunk(peer, frames, msg)
+            self._on_chunk(identity, peer, frames, msg)
         elif msg.kind == "credit":
             self._credit += int(msg.meta["n"])
             self._flush()
@@ -302,6 +323,12 @@ class Server:
             log.info("%s said bye", self._label(identity))
             self._forget(identity)
         # ping: being seen is all it does
+
+    def _seen(self, identity: bytes, peer: _Peer) -> None:
+        if self._gone_since:  # it speaks, so it is not gone
+            self._gone_since.pop(identity, None)
+        if peer.role == "worker":
+            self.stats.workers[peer.name].last_seen_s = time.monotonic()
 
     # ------------------------------------------------------------------ handlers
     def _on_hello(self, identity: bytes, msg: Message) -> None:
@@ -339,7 +366,10 @@ class Server:
             self.stats.workers.setdefault(name, WorkerStats()).last_seen_s = time.monotonic()
         self._rejoin_asked.pop(identity, None)
         log.info("%s %r connected", role, name)
-        self._socket.send(identity, Message("welcome", self._welcome))
+        welcome = self._welcome
+        if role == "worker":
+            welcome = {**welcome, "chunk_credit": self.config.worker_credit}
+        self._socket.send(identity, Message("welcome", welcome))
         self._push_weights()
 
     def _on_unregistered(self, identity: bytes, msg: Message) -> None:
@@ -372,7 +402,9 @@ class Server:
             log.warning("refused %s: %s", self._label(identity), reason)
         self._socket.send(identity, Message("refused", {"reason": reason}))
 
-    def _on_chunk(self, peer: _Peer, frames: Sequence[Buffer], msg: Message) -> None:
+    def _on_chunk(
+        self, identity: bytes, peer: _Peer, frames: Sequence[Buffer], msg: Message
+    ) -> None:
         n = int(msg.meta["n"])
         self.stats.chunks_in += 1
         self.stats.samples_in += n
@@ -381,10 +413,10 @@ class Server:
         worker.chunks += 1
         worker.bytes += sum(len(frame) for frame in frames)
         worker.policy_version = int(msg.meta["policy_version"])
-        self._queue.append(_Chunk(frames, n))
+        self._queue.append(_Chunk(frames, n, identity))
         self._flush()
         while len(self._queue) > self.config.max_queued_chunks:
-            self._queue.popleft()
+            self._return_credit(self._queue.popleft().origin)
             self.stats.chunks_dropped += 1
             if self._may_warn("drop"):
                 log.warning(
@@ -409,7 +441,7 @@ class Server:
             chunk = self._queue[0]
             result = self._socket.send_frames(self._trainer, chunk.frames)
             if result is SendResult.GONE:
-                self._forget(self._trainer)
+                self._gone(self._trainer)
                 return
             if result is SendResult.BUSY:
                 return  # credit beyond what the trainer's queue holds: retry next round
@@ -417,6 +449,21 @@ class Server:
             self._credit -= 1
             self.stats.chunks_forwarded += 1
             self.stats.samples_forwarded += chunk.n
+            self._return_credit(chunk.origin)
+
+    def _return_credit(self, worker: bytes, n: int = 1) -> None:
+        """``n`` chunks of ``worker`` left the queue: it may send as many more. Credit that
+        finds the worker's queue full is owed and paid in a later round."""
+        if worker not in self._peers:
+            return
+        owed = self._owed.pop(worker, 0) + n
+        frames = self._credit_one if owed == 1 else encode(Message("credit", {"n": owed}))
+        if self._socket.send_frames(worker, frames) is SendResult.BUSY:
+            self._owed[worker] = owed
+
+    def _pay_owed_credit(self) -> None:
+        for worker in list(self._owed):
+            self._return_credit(worker, 0)
 
     def _push_weights(self) -> None:
         """Send the latest weights to each worker that has not had them yet."""
@@ -430,10 +477,19 @@ class Server:
                 peer.weights_sent = self._weights_seq
                 self.stats.weights_sent += 1
             elif result is SendResult.GONE:
-                self._forget(identity)
+                self._gone(identity)
             # BUSY: the worker reads slowly; the latest weights are retried next round
 
+    def _gone(self, identity: bytes) -> None:
+        """A send found ``identity`` gone: forget it once that lasted :data:`GONE_GRACE_S`."""
+        now = time.monotonic()
+        if now - self._gone_since.setdefault(identity, now) >= GONE_GRACE_S:
+            self._gone_since.pop(identity, None)
+            self._forget(identity)
+
     def _forget(self, identity: bytes, quiet: bool = False) -> None:
+        self._gone_since.pop(identity, None)
+        self._owed.pop(identity, None)
         peer = self._peers.pop(identity, None)
         if peer is None:
             return

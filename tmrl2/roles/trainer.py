@@ -61,6 +61,7 @@ class Trainer:
         self.algo = build_algorithm(config, self.model, self.device)
         self.memory = build_memory(config, obs_space, action_space, self.device)
         self.batch_size = int(getattr(config.algorithm, "batch_size", 256))
+        self._feed_priorities = bool(getattr(self.memory, "wants_priorities", False))
         self.counters = {
             "samples": 0,
             "updates": 0,
@@ -172,6 +173,9 @@ class Trainer:
         while self._can_update() and time.monotonic() < deadline:
             batch = self.memory.sample(self.batch_size)
             self.last_losses = self.algo.update(batch)
+            td_error = getattr(self.algo, "last_td_error", None)
+            if self._feed_priorities and td_error is not None:
+                self.memory.update_priorities(batch.indices, td_error)
             self.counters["updates"] += 1
 
     def _publish(self, client: ClientSocket) -> None:
