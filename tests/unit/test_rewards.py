@@ -206,3 +206,17 @@ def test_recorded_reference_gives_the_same_progress_as_the_centerline(tmp_path: 
         _, reward, _, _, info = env.step(pilot.act(sim.car.state))  # type: ignore[attr-defined]
         total += float(reward)
     assert total == pytest.approx(0.1 * info["progress_m"], rel=0.05)
+
+
+def test_off_track_by_surface_or_distance_from_the_reference(tmp_path: Path) -> None:
+    from tmrl2.rewards.terms import OffTrack, OffTrackConfig
+
+    surfaces = [{"surface": s} for s in ("road", "grass", "road", "dirt")]
+    assert _drive(OffTrack(OffTrackConfig(penalty=0.5)), surfaces) == [-0.5, 0.0, -0.5]
+    xs = np.arange(0.0, 101.0)
+    ref = _line(tmp_path / "ref.npy", np.stack([xs, np.zeros_like(xs), np.zeros_like(xs)], 1))
+    term = OffTrack(OffTrackConfig(penalty=1.0, reference=ref, max_offset_m=5.0))
+    positions = [(0, 0, 0), (2, 0, 4.0), (4, 0, 6.0), (6, 0, -7.0), (8, 0, 1.0)]
+    assert _drive(term, [{"position": p} for p in positions]) == [0.0, -1.0, -1.0, 0.0]
+    with pytest.raises(KeyError, match="surface"):
+        OffTrack(OffTrackConfig()).reset({"progress_m": 0.0})

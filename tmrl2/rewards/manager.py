@@ -29,6 +29,7 @@ from tmrl2.rewards.terms import (
     AirTimeConfig,
     CheckpointConfig,
     FinishConfig,
+    OffTrackConfig,
     PenaltyConfig,
     ProgressConfig,
     SpeedConfig,
@@ -44,7 +45,7 @@ class TermsConfig(FrozenModel):
     progress: ProgressConfig | None = None
     checkpoint: CheckpointConfig | None = None
     speed: SpeedConfig | None = None
-    off_track: PenaltyConfig | None = None
+    off_track: OffTrackConfig | None = None
     wall: PenaltyConfig | None = None
     steering: SteeringConfig | None = None
     air_time: AirTimeConfig | None = None

@@ -154,21 +154,43 @@ class PenaltyConfig(TermConfig):
     """Subtracted on each step the condition holds."""
 
 
-class OffTrack(Term):
-    """Penalty while off the road: a surface other than ``road`` when the env reports
-    ``surface``, else ``off_track`` telemetry."""
+class OffTrackConfig(PenaltyConfig):
+    reference: str | None = None
+    """A recorded reference line (``.npy``): off track means farther than ``max_offset_m``
+    from it. None: the env's ``surface`` telemetry (anything but ``road``) or ``off_track``."""
+    max_offset_m: float = Field(default=8.0, gt=0)
+    """Reference line only: distance from the line beyond which the car is off the track."""
 
-    Config = PenaltyConfig
+
+class OffTrack(Term):
+    """Penalty while off the road: by surface telemetry, or by distance from a reference line
+    (for game maps, where the road's extent is not known to the worker)."""
+
+    Config = OffTrackConfig
+
+    def __init__(self, config: OffTrackConfig) -> None:
+        super().__init__(config)
+        self.line = ReferenceLine.load(config.reference) if config.reference else None
 
     def reset(self, info: dict[str, Any]) -> None:
-        if "surface" not in info and "off_track" not in info:
+        if self.line is not None:
+            self.requires = ("position",)
+            super().reset(info)
+            self.line.reset(info["position"])
+        elif "surface" not in info and "off_track" not in info:
             raise KeyError(
                 "reward term OffTrack needs telemetry 'surface' or 'off_track' that this env "
-                "does not provide; remove the term or use an env that reports it"
+                "does not provide; set reward.terms.off_track.reference or remove the term"
             )
 
     def __call__(self, info: dict[str, Any]) -> float:
-        off = info["surface"] != "road" if "surface" in info else bool(info["off_track"])
+        if self.line is not None:
+            _, distance = self.line.update(info["position"])
+            off = distance > self.config.max_offset_m
+        elif "surface" in info:
+            off = info["surface"] != "road"
+        else:
+            off = bool(info["off_track"])
         return -self.config.penalty * off
 
 
