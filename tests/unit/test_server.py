@@ -15,6 +15,7 @@ import zmq
 
 from tmrl2.net.codec import PROTOCOL_VERSION, Buffer, Message, encode
 from tmrl2.net.transport import ClientSocket, SendResult
+from tmrl2.roles import server as server_module
 from tmrl2.roles.server import Server, ServerConfig
 
 
@@ -299,7 +300,10 @@ class FakeTransport:
         pass
 
 
-def test_weights_to_a_busy_worker_are_retried_and_a_gone_one_is_forgotten() -> None:
+def test_weights_to_a_busy_worker_are_retried_and_a_gone_one_is_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(server_module, "GONE_GRACE_S", 0.0)  # forgotten at the first GONE
     fake = FakeTransport(
         [
             (b"w1", hello("worker", "w1")),
@@ -317,3 +321,20 @@ def test_weights_to_a_busy_worker_are_retried_and_a_gone_one_is_forgotten() -> N
     server.serve_once(0)
     assert [sent for sent in fake.sent if sent[1] == "frames"] == [(b"w1", "frames")]
     assert server.stats.weights_sent == 1
+
+
+def test_a_momentary_gone_does_not_unregister_the_trainer() -> None:
+    """libzmq says EHOSTUNREACH for a peer whose full queue is just draining."""
+    fake = FakeTransport(
+        [
+            (b"t", hello("trainer", "t")),
+            (b"t", Message("credit", {"n": 2})),
+            (b"w", hello("worker", "w")),
+            (b"w", chunk(1.0)),
+        ],
+        [SendResult.GONE],  # the first forward: spurious; then sends succeed
+    )
+    server = Server(ServerConfig(port=0), transport=fake)
+    server.serve_once(0)  # the forward fails once, the end-of-round flush retries it
+    assert server.stats.trainer_connected and server.queued_chunks == 0
+    assert server.stats.chunks_forwarded == 1 and server.credit == 1

@@ -23,27 +23,34 @@ arrays on slow links, not for random floats.
 must equal :data:`PROTOCOL_VERSION` (else :class:`ProtocolError` naming both), ``kind`` must be
 known, dtypes come from :data:`DTYPES` (little-endian, no objects), shapes are lists of at
 most :data:`MAX_DIMS` non-negative ints, each frame holds exactly ``prod(shape) * itemsize``
-bytes, names are unique strings, the whole message (and, compressed, its decompressed arrays) is at most ``max_bytes``, meta
-nests at most :data:`MAX_META_DEPTH` levels, and meta and
-arrays follow the rules of their kind (:mod:`tmrl2.net.kinds`). Anything else raises
-:class:`DecodeError` saying what was wrong.
+bytes (decompressed), names are unique strings, the whole message and its decompressed
+arrays are at most ``max_bytes`` each, meta nests at most
+:data:`~tmrl2.net.kinds.MAX_META_DEPTH` levels, and meta and arrays follow the rules of their
+kind (:mod:`tmrl2.net.kinds`). Anything else raises :class:`DecodeError` saying what was wrong.
 
 Kinds (meta keys are required; extra meta keys are allowed and ignored):
 
 ``hello`` (client -> server)
-    meta ``{"role": "worker" | "trainer", "name": str, "protocol": int}``; no arrays.
+    meta ``{"role": "worker" | "trainer", "name": str, "protocol": int}``, optionally
+    ``"config_hash": str`` (the server refuses a hash that differs from its own); no arrays.
 ``welcome`` (server -> client)
-    meta ``{"protocol": int, "server": str}``; no arrays.
+    meta ``{"protocol": int, "server": str}``, optionally ``"config_hash": str``,
+    ``"config": map`` (the run's resolved config, when the server holds it) and, to a worker,
+    ``"chunk_credit": int`` (chunks it may send before the server returns credit); no arrays.
 ``refused`` (server -> client)
     meta ``{"reason": str}``; no arrays. The connection is not usable.
+``rejoin`` (server -> client)
+    meta ``{"reason": str}``; no arrays. The server does not know this peer (it restarted, or
+    forgot the peer): the client must send its ``hello`` again. A :class:`ClientSocket` made
+    with ``hello=`` does that by itself.
 ``chunk`` (worker -> server -> trainer)
     Experience. Arrays ``obs/<key>`` and ``next_obs/<key>`` per part of a Dict observation
     (``obs``/``next_obs`` for a Box), ``action``, ``reward``, ``terminated``, ``truncated``,
     all with the same first dimension ``n``. Meta ``{"worker": str, "policy_version": int,
     "n": int > 0, "episodes": [{"return": float, "steps": int, "finished": bool,
     "lap_time_s": float | None, "progress_frac": float}, ...]}`` (episodes that ended in it).
-``credit`` (trainer -> server)
-    meta ``{"n": int > 0}``: the trainer can take ``n`` more chunks; no arrays.
+``credit`` (trainer -> server, server -> worker)
+    meta ``{"n": int > 0}``: the receiver may send ``n`` more chunks; no arrays.
 ``weights`` (trainer -> server -> workers)
     Arrays: the actor's state_dict as numpy arrays (names are its keys).
     Meta ``{"version": int, "updates": int}``.
@@ -230,7 +237,7 @@ def _unpack_header(frame: memoryview) -> dict[str, Any]:
 
 def _keys(keys: Any) -> list[str]:
     # msgpack map keys may be str or bytes; sorting a mix of both would raise TypeError
-    return sorted(repr(key) for key in keys)
+    return sorted(key if isinstance(key, str) else repr(key) for key in keys)
 
 
 def _array_spec(spec: Any, index: int) -> tuple[str, np.dtype[Any], tuple[int, ...]]:

@@ -16,7 +16,7 @@ import numpy as np
 from tmrl2.net.errors import DecodeError
 
 KINDS: frozenset[str] = frozenset(
-    {"hello", "welcome", "refused", "chunk", "credit", "weights", "stats", "ping", "bye"}
+    {"hello", "welcome", "refused", "rejoin", "chunk", "credit", "weights", "stats", "ping", "bye"}
 )
 """Every kind a peer may send; anything else is malformed."""
 
@@ -32,23 +32,31 @@ MAX_NAME_CHARS = 128
 MAX_CREDIT = 1_000_000
 """Largest credit a single ``credit`` message may grant."""
 
+MAX_META_DEPTH = 16
+"""Deepest nesting of lists and maps in meta (a config map needs a handful of levels)."""
+
+MAX_HASH_CHARS = 128
+"""Longest ``config_hash`` accepted in a ``hello`` or ``welcome``."""
+
 _SCALARS = (type(None), bool, int, float, str, bytes)
 
 
-def check_meta_values(value: Any, where: str = "meta") -> None:
+def check_meta_values(value: Any, where: str = "meta", depth: int = 0) -> None:
     """Raise :class:`DecodeError` unless ``value`` holds only msgpack scalars, lists, str-keyed
-    dicts (no extension types, no timestamps)."""
+    dicts (no extension types, no timestamps), nested at most :data:`MAX_META_DEPTH` deep."""
     if isinstance(value, _SCALARS):
         return
+    if depth >= MAX_META_DEPTH and isinstance(value, (list, dict)):
+        raise DecodeError(f"{where} nests lists/maps deeper than {MAX_META_DEPTH} levels")
     if isinstance(value, list):
         for i, item in enumerate(value):
-            check_meta_values(item, f"{where}[{i}]")
+            check_meta_values(item, f"{where}[{i}]", depth + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise DecodeError(f"{where} has a non-string key {key!r}")
-            check_meta_values(item, f"{where}.{key}")
+            check_meta_values(item, f"{where}.{key}", depth + 1)
         return
     raise DecodeError(f"{where} holds a {type(value).__name__}, not a msgpack scalar/list/map")
 
@@ -84,18 +92,36 @@ def _check_hello(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> N
     if not 0 < len(name) <= MAX_NAME_CHARS:
         raise DecodeError(f"hello name must have 1 to {MAX_NAME_CHARS} characters: {name!r}")
     _field(meta, "hello", "protocol", (int,))
+    _optional_hash(meta, "hello")
     _no_arrays("hello", arrays)
+
+
+def _optional_hash(meta: Mapping[str, Any], kind: str) -> None:
+    if meta.get("config_hash") is not None:
+        value = _field(meta, kind, "config_hash", (str,))
+        if len(value) > MAX_HASH_CHARS:
+            raise DecodeError(f"{kind} config_hash longer than {MAX_HASH_CHARS} characters")
 
 
 def _check_welcome(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     _field(meta, "welcome", "protocol", (int,))
     _field(meta, "welcome", "server", (str,))
+    _optional_hash(meta, "welcome")
+    if meta.get("chunk_credit") is not None:
+        _int(meta, "welcome", "chunk_credit", 1, MAX_CREDIT)
+    if meta.get("config") is not None:
+        _field(meta, "welcome", "config", (dict,))
     _no_arrays("welcome", arrays)
 
 
 def _check_refused(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     _field(meta, "refused", "reason", (str,))
     _no_arrays("refused", arrays)
+
+
+def _check_rejoin(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    _field(meta, "rejoin", "reason", (str,))
+    _no_arrays("rejoin", arrays)
 
 
 def _check_episode(episode: Any, where: str) -> None:
@@ -164,6 +190,7 @@ _CHECKS: dict[str, Callable[[Mapping[str, Any], Mapping[str, np.ndarray]], None]
     "hello": _check_hello,
     "welcome": _check_welcome,
     "refused": _check_refused,
+    "rejoin": _check_rejoin,
     "chunk": _check_chunk,
     "credit": _check_credit,
     "weights": _check_weights,

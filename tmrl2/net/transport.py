@@ -12,14 +12,41 @@ exits promptly and a closed server's port can be bound again at once. Endpoints 
 - :class:`ClientSocket` decodes what it receives and blocks at most ``send_timeout_ms`` on a
   full send queue (the server is gone or stalled), then raises :class:`NetTimeout`.
 
-ZMTP heartbeats drop connections whose peer went silent (a crashed machine), so the server
-learns that a peer is gone even without a ``bye``. :class:`ServerTransport` is the small
+TCP keepalive probes (:data:`KEEPALIVE_IDLE_S` and after) drop connections whose peer went
+silent (a crashed machine, a cut cable), so the server learns that a peer is gone even without
+a ``bye``; a killed process closes its connections at once anyway. ZMTP heartbeats are *not*
+used: libzmq 4.3.5 aborts the whole process (``Assertion failed: !_io_error
+(src/stream_engine_base.cpp:310)``) when a heartbeat falls due on a connection whose input was
+paused by a full receive queue and whose peer then disconnected (its heartbeat timer calls
+``out_event`` on the dead engine). That happened to the benchmark's processes with 16-32
+workers saturating the server. :class:`ServerTransport` is the small
 interface the server needs, so tests may inject an in-memory fake.
+
+Security (:mod:`tmrl2.net.keys`): given a :class:`~tmrl2.net.keys.ServerCurve`, the server
+encrypts with CurveZMQ and a ZAP authenticator admits only authorized client keys; a
+:class:`ClientSocket` given a :class:`~tmrl2.net.keys.ClientCurve` encrypts and checks that it
+talks to the server whose public key it holds. Without keys the server binds loopback
+addresses only, unless ``allow_insecure``.
+
+Flow control of chunks: a server that offers ``chunk_credit`` in its ``welcome`` returns one
+``credit`` per chunk of the worker it forwarded (or dropped); :meth:`ClientSocket.send` then
+waits for credit before sending a ``chunk``, so a worker that outruns the trainer slows down
+instead of filling the server's queue. Credit messages are consumed by the socket; other
+messages that arrive while it waits are kept for :meth:`ClientSocket.recv`.
+
+Reconnection: ZeroMQ reconnects by itself, but a restarted server does not know the peer. A
+:class:`ClientSocket` made with ``hello=`` answers the server's ``rejoin`` by sending that
+hello again, and sends a ``ping`` from :meth:`ClientSocket.recv` when it has sent nothing for
+:data:`PING_PERIOD_S`, so that even a client with nothing to say (a trainer waiting for
+data) learns of the restart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -27,16 +54,21 @@ import zmq
 
 from tmrl2.net.codec import DEFAULT_MAX_BYTES, Buffer, Message, decode, encode
 from tmrl2.net.errors import NetTimeout
+from tmrl2.net.keys import ClientCurve, KeyAuthenticator, ServerCurve, check_bind
 
 __all__ = ["ClientSocket", "SendResult", "ServerSocket", "ServerTransport"]
 
-HEARTBEAT_IVL_MS = 2_000
-"""Period of ZMTP pings on an idle connection."""
-HEARTBEAT_TIMEOUT_MS = 10_000
-"""A connection with no traffic (pings included) for this long is closed."""
+KEEPALIVE_IDLE_S = 5
+"""Seconds of silence on a connection before the first TCP keepalive probe."""
+KEEPALIVE_INTVL_S = 2
+"""Seconds between keepalive probes; after :data:`KEEPALIVE_CNT` unanswered ones the
+connection is closed (about 11 s after the peer went silent)."""
+KEEPALIVE_CNT = 3
 RECONNECT_IVL_MS = 100
 """First delay before a client reconnects; it doubles up to ``RECONNECT_IVL_MAX_MS``."""
 RECONNECT_IVL_MAX_MS = 2_000
+PING_PERIOD_S = 1.0
+"""A client made with ``hello=`` pings when it has sent nothing for this long."""
 
 
 class SendResult(enum.Enum):
@@ -72,9 +104,10 @@ def _common_options(socket: zmq.Socket[bytes], sndhwm: int, rcvhwm: int) -> None
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.SNDHWM, sndhwm)
     socket.setsockopt(zmq.RCVHWM, rcvhwm)
-    socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-    socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
     socket.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_IDLE, KEEPALIVE_IDLE_S)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_INTVL, KEEPALIVE_INTVL_S)
+    socket.setsockopt(zmq.TCP_KEEPALIVE_CNT, KEEPALIVE_CNT)
 
 
 def _recv_frames(socket: zmq.Socket[bytes], timeout_ms: int) -> list[zmq.Frame] | None:
@@ -90,16 +123,35 @@ def _recv_frames(socket: zmq.Socket[bytes], timeout_ms: int) -> list[zmq.Frame] 
 class ServerSocket:
     """A ROUTER bound on ``tcp://host:port``; peers are addressed by their identity."""
 
-    def __init__(self, host: str, port: int, sndhwm: int = 1000, rcvhwm: int = 1000) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sndhwm: int = 1000,
+        rcvhwm: int = 1000,
+        *,
+        curve: ServerCurve | None = None,
+        allow_insecure: bool = False,
+    ) -> None:
         """Args:
         host: interface to bind (``127.0.0.1``, ``0.0.0.0``, a hostname's address).
         port: TCP port; 0 picks a free one (read it from :attr:`port`).
         sndhwm: messages queued per peer before sends to it return ``BUSY``.
         rcvhwm: messages queued per peer on the receiving side before ZeroMQ stops reading.
+        curve: the server's keys and authorized clients; None: plaintext, no authentication.
+        allow_insecure: bind a non-loopback ``host`` without ``curve`` (or without authorized
+            keys) anyway; otherwise that raises :class:`~tmrl2.net.errors.SecurityError`.
         """
+        check_bind(host, curve, allow_insecure)  # before anything listens
         self._context = zmq.Context()
         self._socket: zmq.Socket[bytes] = self._context.socket(zmq.ROUTER)
+        self._auth: KeyAuthenticator | None = None
         try:
+            if curve is not None:
+                self._auth = KeyAuthenticator(self._context, curve.authorized)
+                self._socket.curve_secretkey = curve.secret
+                self._socket.curve_publickey = curve.public
+                self._socket.curve_server = True
             _common_options(self._socket, sndhwm, rcvhwm)
             self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes over
@@ -117,6 +169,11 @@ class ServerSocket:
     def port(self) -> int:
         """The bound TCP port (the one picked when 0 was asked)."""
         return self._port
+
+    @property
+    def auth_rejected(self) -> int:
+        """Handshakes refused because the client's Curve key is not authorized."""
+        return self._auth.rejected if self._auth is not None else 0
 
     def send(self, identity: bytes, msg: Message) -> SendResult:
         """Encode and queue ``msg`` for the peer ``identity`` without blocking (arrays copied)."""
@@ -149,6 +206,8 @@ class ServerSocket:
         """Close at once (queued messages are dropped) and free the port."""
         if not self._socket.closed:
             self._socket.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
         self._context.term()
 
 
@@ -163,6 +222,11 @@ class ClientSocket:
         max_message_bytes: int = DEFAULT_MAX_BYTES,
         sndhwm: int = 100,
         rcvhwm: int = 100,
+        *,
+        curve: ClientCurve | None = None,
+        hello: Message | None = None,
+        compress: str | None = None,
+        flow_control: bool = False,
     ) -> None:
         """Args:
         address: the server, ``tcp://host:port``.
@@ -173,14 +237,37 @@ class ClientSocket:
         max_message_bytes: larger received messages raise :class:`DecodeError`.
         sndhwm: messages queued towards the server before :meth:`send` waits.
         rcvhwm: messages queued from the server before ZeroMQ stops reading.
+        curve: this client's key pair and the server's public key; None: plaintext.
+        hello: this client's ``hello``: sent again whenever the server asks to ``rejoin``
+            (it restarted), with a ``ping`` after :data:`PING_PERIOD_S` of silence. The
+            caller still sends the first hello itself. None: no automatic rejoin.
+        compress: default compression of :meth:`send` (None or ``"lz4"``).
+        flow_control: :meth:`send` waits for chunk credit before sending a ``chunk`` (up to
+            ``send_timeout_ms``, then :class:`NetTimeout`) when the server offers credit.
+            Off: chunks are sent at once and the server's queue absorbs (or drops) excess.
         """
         if not address.startswith("tcp://"):
             raise ValueError(f"server address must be tcp://host:port, got {address!r}")
+        encode(Message("ping"), compress)  # an unknown compression fails here, not later
         self.address = address
         self.max_message_bytes = max_message_bytes
+        self.compress = compress
+        self.hello = hello
+        self.rejoins = 0
+        """Times the server asked this client to rejoin (after a server restart)."""
+        self.chunk_credit: int | None = None
+        """Chunks this client may still send; None: the server does no flow control."""
+        self.send_timeout_ms = send_timeout_ms
+        self.flow_control = flow_control
+        self._pending: deque[Message] = deque()
+        self._last_send = time.monotonic()
         self._context = zmq.Context()
         self._socket: zmq.Socket[bytes] = self._context.socket(zmq.DEALER)
         try:
+            if curve is not None:
+                self._socket.curve_secretkey = curve.secret
+                self._socket.curve_publickey = curve.public
+                self._socket.curve_serverkey = curve.server_public
             _common_options(self._socket, sndhwm, rcvhwm)
             self._socket.setsockopt(zmq.SNDTIMEO, send_timeout_ms)
             self._socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
@@ -197,29 +284,88 @@ class ClientSocket:
             self.close()
             raise
 
-    def send(self, msg: Message, copy: bool = True) -> None:
+    def send(self, msg: Message, copy: bool = True, compress: str | None = "default") -> None:
         """Queue ``msg`` for the server; waits while the queue is full, then raises.
 
         Args:
             msg: the message.
             copy: False sends the arrays' memory without copying it; only for arrays that
                 nobody changes afterwards (ZeroMQ reads them later, from its own thread).
+            compress: None or ``"lz4"`` for this message; by default the socket's.
         """
+        codec = self.compress if compress == "default" else compress
+        if msg.kind == "chunk" and self.chunk_credit is not None:
+            if self.flow_control:
+                self._wait_for_credit()
+            self.chunk_credit -= 1
         try:
-            self._socket.send_multipart(encode(msg), copy=copy)
+            self._socket.send_multipart(encode(msg, codec), copy=copy)
         except zmq.Again as exc:
             raise NetTimeout(
                 f"could not send a {msg.kind!r} message to {self.address}: the send queue "
                 "stayed full (is the server running and reading?)"
             ) from exc
+        self._last_send = time.monotonic()
 
     def recv(self, timeout_ms: int) -> Message | None:
         """The next message from the server, decoded, or None after ``timeout_ms``.
 
+        With ``hello`` set, a ``rejoin`` is answered here (hello sent again) and not returned;
+        ``credit`` messages (chunk flow control) are consumed here too.
         Raises :class:`DecodeError`/:class:`ProtocolError` for a malformed message.
         """
-        frames = _recv_frames(self._socket, timeout_ms)
-        return None if frames is None else decode(frames, self.max_message_bytes)
+        if self._pending:
+            return self._pending.popleft()
+        return self._receive(timeout_ms)
+
+    def _receive(self, timeout_ms: int) -> Message | None:
+        if self.hello is not None and time.monotonic() - self._last_send >= PING_PERIOD_S:
+            self._send_quietly(Message("ping"))
+        while True:
+            frames = _recv_frames(self._socket, timeout_ms)
+            if frames is None:
+                return None
+            msg = decode(frames, self.max_message_bytes)
+            timeout_ms = 0  # after a consumed message, do not wait longer than asked
+            if msg.kind == "credit":
+                self.chunk_credit = (self.chunk_credit or 0) + int(msg.meta["n"])
+            elif msg.kind == "rejoin" and self.hello is not None:
+                self.rejoins += 1
+                self._send_quietly(self.hello)
+            else:
+                if msg.kind == "welcome":  # a new session: its credit replaces the old one
+                    credit = msg.meta.get("chunk_credit")
+                    self.chunk_credit = None if credit is None else int(credit)
+                return msg
+
+    def can_send_chunk(self) -> bool:
+        """Whether a ``chunk`` may go now (credit left, or no flow control offered); reads
+        pending messages without waiting (kept for :meth:`recv`)."""
+        if self.chunk_credit is not None and self.chunk_credit <= 0:
+            msg = self._receive(0)
+            while msg is not None:
+                self._pending.append(msg)
+                msg = self._receive(0)
+        return self.chunk_credit is None or self.chunk_credit > 0
+
+    def _wait_for_credit(self) -> None:
+        deadline = time.monotonic() + self.send_timeout_ms / 1000
+        while self.chunk_credit is not None and self.chunk_credit <= 0:
+            left_ms = int(1000 * (deadline - time.monotonic()))
+            if left_ms <= 0:
+                raise NetTimeout(
+                    f"no chunk credit from the server at {self.address} for "
+                    f"{self.send_timeout_ms} ms: the trainer takes no data (is it running?)"
+                )
+            msg = self._receive(min(left_ms, 100))
+            if msg is not None:
+                self._pending.append(msg)
+
+    def _send_quietly(self, msg: Message) -> None:
+        """Send without waiting; a full queue means the server is away and hears later."""
+        self._last_send = time.monotonic()
+        with contextlib.suppress(zmq.Again):
+            self._socket.send_multipart(encode(msg), flags=zmq.NOBLOCK)
 
     def close(self) -> None:
         """Close at once; unsent messages are dropped."""

@@ -20,7 +20,8 @@ current trainer is probed with a ``ping`` when another trainer says hello).
 Backpressure: each worker's ``welcome`` grants it ``worker_credit`` chunks; the server returns
 one ``credit`` per chunk of that worker it forwarded or dropped. Workers whose socket honours
 credit (:class:`~tmrl2.net.transport.ClientSocket` does) slow down to the trainer's pace, and
-the queue holds at most ``worker_credit`` chunks per such worker.
+the queue holds at most ``worker_credit`` chunks per such worker (so nothing is dropped
+while ``workers x worker_credit <= max_queued_chunks``; the server warns otherwise).
 
 A message from a peer without a session (the server restarted under it) is counted in
 :attr:`ServerStats.unregistered` (a chunk's transitions in :attr:`ServerStats.samples_lost`)
@@ -369,8 +370,22 @@ class Server:
         welcome = self._welcome
         if role == "worker":
             welcome = {**welcome, "chunk_credit": self.config.worker_credit}
+            self._check_window()
         self._socket.send(identity, Message("welcome", welcome))
         self._push_weights()
+
+    def _check_window(self) -> None:
+        workers = sum(peer.role == "worker" for peer in self._peers.values())
+        if workers * self.config.worker_credit > self.config.max_queued_chunks and (
+            self._may_warn("window")
+        ):
+            log.warning(
+                "%d workers x worker_credit %d exceed max_queued_chunks %d: chunks may be "
+                "dropped while the trainer lags; raise max_queued_chunks or lower worker_credit",
+                workers,
+                self.config.worker_credit,
+                self.config.max_queued_chunks,
+            )
 
     def _on_unregistered(self, identity: bytes, msg: Message) -> None:
         """A peer without a session (the server restarted under it): count, ask to rejoin."""

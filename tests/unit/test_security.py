@@ -1,0 +1,133 @@
+"""CurveZMQ on 127.0.0.1: authorized keys get in, unknown or missing keys are refused and
+logged; plaintext on a non-loopback address is refused unless explicitly allowed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tmrl2.net.codec import PROTOCOL_VERSION, Message
+from tmrl2.net.errors import SecurityError
+from tmrl2.net.keys import ClientCurve, ServerCurve, check_bind, generate_keys, is_loopback
+from tmrl2.net.transport import ClientSocket, ServerSocket
+from tmrl2.roles.server import Server, ServerConfig
+
+HELLO = Message("hello", {"role": "worker", "name": "w", "protocol": PROTOCOL_VERSION})
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    generate_keys(tmp_path, "server")
+    authorized = tmp_path / "authorized"
+    generate_keys(authorized, "worker")
+    (authorized / "worker.key_secret").rename(tmp_path / "worker.key_secret")
+    generate_keys(tmp_path / "outsider", "intruder")
+    return tmp_path
+
+
+@pytest.fixture
+def server(keys: Path) -> Iterator[Server]:
+    config = ServerConfig(
+        port=0, secret_key=keys / "server.key_secret", authorized_keys=keys / "authorized"
+    )
+    server = Server(config)
+    stop = threading.Event()
+    thread = threading.Thread(target=server.run, args=(stop, 5), daemon=True)
+    thread.start()
+    yield server
+    stop.set()
+    thread.join(timeout=2)
+    server.close()
+
+
+def hello_answered(server: Server, curve: ClientCurve | None, wait_ms: int = 1000) -> bool:
+    client = ClientSocket(f"tcp://127.0.0.1:{server.port}", identity="worker-w", curve=curve)
+    try:
+        client.send(HELLO)
+        reply = client.recv(timeout_ms=wait_ms)
+        return reply is not None and reply.kind == "welcome"
+    finally:
+        client.close()
+
+
+def test_authorized_key_is_welcomed(server: Server, keys: Path) -> None:
+    curve = ClientCurve.from_files(keys / "worker.key_secret", keys / "server.key")
+    assert hello_answered(server, curve, wait_ms=3000)
+    assert server.stats.workers["w"].last_seen_s > 0 and server.stats.auth_rejected == 0
+
+
+def test_unknown_key_is_rejected_counted_and_logged(
+    server: Server, keys: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tmrl2.net.keys")
+    intruder = ClientCurve.from_files(
+        keys / "outsider" / "intruder.key_secret", keys / "server.key"
+    )
+    assert not hello_answered(server, intruder, wait_ms=500)
+    wait_until(lambda: server.stats.auth_rejected >= 1)
+    assert server.stats.messages == 0 and "w" not in server.stats.workers
+    logged = [
+        r.getMessage() for r in caplog.records if "unknown Curve public key" in r.getMessage()
+    ]
+    assert logged and intruder.public.decode() in logged[0]
+
+
+def test_plaintext_client_and_wrong_server_key_get_nothing(server: Server, keys: Path) -> None:
+    assert not hello_answered(server, None, wait_ms=300)
+    # a client holding the wrong server key refuses the server (no man in the middle)
+    wrong = ClientCurve.from_files(keys / "worker.key_secret", keys / "outsider" / "intruder.key")
+    assert not hello_answered(server, wrong, wait_ms=300)
+    assert server.stats.messages == 0
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "trainer.example", "*", "::"])
+def test_non_loopback_bind_without_keys_is_refused_before_binding(host: str) -> None:
+    with pytest.raises(SecurityError, match="allow_insecure"):
+        ServerSocket(host, 0)
+    with pytest.raises(SecurityError, match="tmrl2 keys"):
+        Server(ServerConfig(host=host, port=0))
+
+
+def test_non_loopback_bind_needs_authorized_keys_too(keys: Path) -> None:
+    curve = ServerCurve.from_files(keys / "server.key_secret", None)
+    with pytest.raises(SecurityError, match="authorized_keys"):
+        check_bind("0.0.0.0", curve, allow_insecure=False)
+    check_bind(
+        "0.0.0.0", ServerCurve.from_files(keys / "server.key_secret", keys / "authorized"), False
+    )
+    check_bind("0.0.0.0", None, allow_insecure=True)  # the explicit opt-out (nothing bound here)
+    check_bind("127.0.0.1", None, allow_insecure=False)
+
+
+def test_authorized_keys_without_a_secret_key_is_an_error(keys: Path) -> None:
+    with pytest.raises(SecurityError, match="secret_key"):
+        Server(ServerConfig(port=0, authorized_keys=keys / "authorized"))
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.3.2.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("10.0.0.1", False),
+        ("example.org", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
