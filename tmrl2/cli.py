@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tmrl2.config.load import ConfigError, dump_config, load_config
+from tmrl2.config.load import ConfigError, config_hash, dump_config, load_config
 from tmrl2.config.schema import Config
 
 log = logging.getLogger("tmrl2")
@@ -128,7 +128,8 @@ def _cmd_server(args: argparse.Namespace) -> int:
     from tmrl2.roles.common import NeverStop
     from tmrl2.roles.server import Server
 
-    server = Server(_config(args).server)
+    config = _config(args)
+    server = Server(config.server, config_hash=config_hash(config), run_config=dump_config(config))
     log.info("server listening on %s:%d", server.config.host, server.port)
     try:
         server.run(NeverStop())

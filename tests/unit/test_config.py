@@ -123,3 +123,14 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
     config = load_config(None, ["run.steps=77", "env.lidar_history=2"])
     save_config(config, tmp_path / "config.yaml")
     assert dump_config(load_config(tmp_path / "config.yaml")) == dump_config(config)
+
+
+def test_config_hash_covers_shared_sections_only() -> None:
+    from tmrl2.config.load import config_hash
+
+    base = config_hash(load_config())
+    # per-machine settings may differ between a worker's and the trainer's machine
+    assert config_hash(load_config(None, ["worker.name=pc2", "server.port=1234"])) == base
+    # what changes observations, rewards or the actor's shape must not
+    assert config_hash(load_config(None, ["env.lidar_beams=7"])) != base
+    assert config_hash(load_config(None, ["model.hidden_sizes=[64]"])) != base

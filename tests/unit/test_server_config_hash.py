@@ -43,7 +43,7 @@ def say_hello(server: Server, role: str, **extra: object) -> Message:
 
 @pytest.mark.parametrize("role", ["worker", "trainer"])
 def test_other_config_hash_is_refused_naming_both(server: Server, role: str) -> None:
-    other = config_hash(load_config(overrides=["trainer.credit=3"]))
+    other = config_hash(load_config(overrides=["env.lidar_beams=7"]))
     assert other != HASH
     reply = say_hello(server, role, config_hash=other)
     assert reply.kind == "refused"

@@ -101,9 +101,15 @@ def save_config(config: Config, path: Path) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+HASHED_SECTIONS = ("env", "reward", "model")
+"""What a worker and the trainer must agree on (observations, rewards, the actor's shape);
+per-machine sections (server address, keys, worker name and count) are left out."""
+
+
 def config_hash(config: Config) -> str:
-    """A short stable hash of the resolved config (roles compare it at connect time)."""
-    blob = json.dumps(dump_config(config), sort_keys=True).encode()
+    """A short stable hash of the sections roles must share (compared at connect time)."""
+    data = dump_config(config)
+    blob = json.dumps({k: data[k] for k in HASHED_SECTIONS}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -7,8 +7,11 @@ import logging
 import time
 from typing import Protocol
 
+from tmrl2.config.load import config_hash
+from tmrl2.config.schema import Config
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.net.errors import NetTimeout, ProtocolError
+from tmrl2.net.keys import client_curve
 from tmrl2.net.transport import ClientSocket
 
 log = logging.getLogger(__name__)
@@ -27,10 +30,30 @@ class NeverStop:
         return False
 
 
-def connect(address: str, role: str, name: str, timeout_s: float, stop: StopFlag) -> ClientSocket:
-    """Connect to the server and complete the hello; raise on refusal or timeout."""
-    client = ClientSocket(address, identity=f"{role}-{name}")
-    hello = Message("hello", {"role": role, "name": name, "protocol": PROTOCOL_VERSION}, {})
+def connect(config: Config, address: str, role: str, name: str, stop: StopFlag) -> ClientSocket:
+    """Connect to the server and complete the hello; raise on refusal or timeout.
+
+    The hello carries the config hash (the server refuses a mismatch, naming both); CurveZMQ
+    is on when the role's ``server_key`` and ``secret_key`` are set; the socket re-sends the
+    hello by itself when a restarted server asks it to rejoin.
+    """
+    cfg = config.worker if role == "worker" else config.trainer
+    meta = {
+        "role": role,
+        "name": name,
+        "protocol": PROTOCOL_VERSION,
+        "config_hash": config_hash(config),
+    }
+    hello = Message("hello", meta, {})
+    compression = getattr(cfg, "compression", "none")
+    client = ClientSocket(
+        address,
+        identity=f"{role}-{name}",
+        curve=client_curve(cfg.server_key, cfg.secret_key),
+        hello=hello,
+        compress=None if compression == "none" else compression,
+    )
+    timeout_s = cfg.connect_timeout_s
     deadline = time.monotonic() + timeout_s
     next_hello = 0.0
     while time.monotonic() < deadline and not stop.is_set():

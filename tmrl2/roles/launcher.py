@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tmrl2.config.load import dump_config, load_config, save_config
+from tmrl2.config.load import config_hash, dump_config, load_config, save_config
 from tmrl2.config.schema import Config
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,8 @@ def _server_main(data: dict[str, Any], stop: Any) -> None:
     _child_setup("server")
     from tmrl2.roles.server import Server
 
-    server = Server(load_config(data=data).server)
+    config = load_config(data=data)
+    server = Server(config.server, config_hash=config_hash(config), run_config=data)
     try:
         server.run(stop)
     finally:

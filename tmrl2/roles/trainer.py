@@ -88,7 +88,7 @@ class Trainer:
     # ------------------------------------------------------------------ main loop
     def run(self) -> dict[str, Any]:
         """Train until the stop flag, ``run.steps`` or ``run.minutes``; return the summary."""
-        client = connect(self.address, "trainer", "trainer", self.cfg.connect_timeout_s, self.stop)
+        client = connect(self.config, self.address, "trainer", "trainer", self.stop)
         self._start = time.monotonic()
         last_report = last_ckpt = self._start
         last_publish_updates = self.counters["updates"]
@@ -149,6 +149,9 @@ class Trainer:
             if msg.kind == "chunk":
                 self._ingest(msg)
                 consumed += 1
+            elif msg.kind == "welcome":  # rejoined a restarted server: credit starts over
+                client.send(Message("credit", {"n": self.cfg.credit}, {}))
+                log.warning("rejoined the server; re-sent credit")
             msg = client.recv(timeout_ms=0)
         return consumed
 

@@ -62,9 +62,7 @@ class Worker:
 
     def run(self) -> None:
         """Act and stream until the stop flag is set."""
-        self.client = connect(
-            self.address, "worker", self.name, self.cfg.connect_timeout_s, self.stop
-        )
+        self.client = connect(self.config, self.address, "worker", self.name, self.stop)
         try:
             self._loop()
         finally:
@@ -97,7 +95,7 @@ class Worker:
                 obs, info = self.env.reset()
                 ep_return, ep_steps, ep_terms = 0.0, 0, {}
             if self.chunk.full:
-                self._send_chunk()
+                self._send_chunk_when_allowed()
 
     def _act(self, obs: Any) -> np.ndarray:
         if self.policy_version == 0 and self.steps < self.cfg.random_steps:
@@ -120,6 +118,15 @@ class Worker:
                 self.policy_version = int(msg.meta["version"])
                 self.trainer_updates = int(msg.meta.get("updates", 0))
             msg = self.client.recv(timeout_ms=0)
+
+    def _send_chunk_when_allowed(self) -> None:
+        """Fast mode waits for the server's chunk credit (backpressure: the worker slows down
+        rather than the server queue overflowing); real time never stalls the env, so it
+        sends and the server accounts for it."""
+        assert self.client is not None
+        while not self._realtime and not self.client.can_send_chunk() and not self.stop.is_set():
+            self._poll(timeout_ms=20)
+        self._send_chunk()
 
     def _send_chunk(self) -> None:
         assert self.client is not None
