@@ -11,8 +11,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 SCHEMA_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -23,6 +21,8 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Atomically write ``payload`` (adds the schema version)."""
+    import torch  # here, not at import: the CLI imports this module for its error type
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"schema": SCHEMA_VERSION, **payload}, tmp)
@@ -31,6 +31,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint file or the one inside a run folder."""
+    import torch
+
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tmrl2.checkpoint import CheckpointError
 from tmrl2.config.load import ConfigError, config_hash, dump_config, load_config
 from tmrl2.config.schema import Config
+from tmrl2.net.errors import NetError
 
 log = logging.getLogger("tmrl2")
 
@@ -229,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     try:
         return _COMMANDS[args.command](args)
-    except ConfigError as exc:
+    except (ConfigError, NetError, CheckpointError) as exc:
+        # errors that say what to fix: one clear line, no traceback
         print(f"tmrl2: {exc}", file=sys.stderr)
         return 2
 
