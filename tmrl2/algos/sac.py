@@ -163,6 +163,9 @@ class SAC:
         )
         self.updates = 0
         """Updates done since creation (or restored from a checkpoint)."""
+        self.last_td_error: torch.Tensor | None = None
+        """``(B,)`` |TD error| of the last update's batch (mean over the twin critics),
+        detached, on the learner's device: the priorities of a prioritized replay sampler."""
 
     @property
     def alpha(self) -> float:
@@ -192,6 +195,7 @@ class SAC:
             next_q = self.target_critic(batch.next_obs, next_action)
             target = td_target(batch.reward, batch.terminated, next_q, next_logp, alpha, cfg.gamma)
         q = critic(batch.obs, batch.action)
+        self.last_td_error = (q.detach() - target).abs().mean(dim=0)
         loss_critic = critic_loss(q, target, batch.weights)
         self._step(self.critic_optimizer, loss_critic, self._critic_params)
 

@@ -48,6 +48,9 @@ class Batch(NamedTuple):
     """Importance-sampling weights, ``(B,)``; all ones for uniform sampling."""
     indices: np.ndarray
     """Storage rows the transitions came from (int64), for priority updates."""
+    discount: torch.Tensor | None = None
+    """``(B,)`` discount of the bootstrap term, ``gamma ** k`` for k-step returns
+    (``memory.n_step > 1``); ``None``: one-step transitions, use the learner's ``gamma``."""
 
 
 def obs_parts(obs_space: spaces.Space) -> dict[str, spaces.Box]:

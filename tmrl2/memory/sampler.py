@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tmrl2.memory.prioritized import PrioritizedConfig
 
 
 class Sampler(ABC):
     """Base of samplers: draws row indices in ``[0, size)`` of a storage."""
+
+    wants_priorities = False
+    """True when :meth:`update_priorities` matters, so the learner's TD errors are worth
+    fetching."""
 
     @abstractmethod
     def sample(self, size: int, batch_size: int) -> np.ndarray:
@@ -34,7 +41,12 @@ class Sampler(ABC):
         """Rows ``indices`` of the storage were (over)written with new transitions."""
         return None  # nothing to track for uniform sampling
 
-    def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+    def disable(self, indices: np.ndarray) -> None:
+        """Rows ``indices`` hold no valid transition any more (e.g. their frames were evicted);
+        a sampler that can exclude rows does; the storage checks draws anyway."""
+        return None
+
+    def update_priorities(self, indices: np.ndarray, priorities: Any) -> None:
         """Set the priorities of rows ``indices`` (e.g. absolute TD errors) after an update."""
         return None  # uniform sampling ignores priorities
 
@@ -47,7 +59,7 @@ class Sampler(ABC):
         return None  # stateless by default
 
 
-def _check_sizes(size: int, batch_size: int) -> None:
+def check_sizes(size: int, batch_size: int) -> None:
     if size <= 0:
         raise ValueError("cannot sample from an empty memory: append transitions first")
     if batch_size <= 0:
@@ -65,7 +77,7 @@ class UniformSampler(Sampler):
 
     def sample(self, size: int, batch_size: int) -> np.ndarray:
         """Draw ``batch_size`` row indices uniformly in ``[0, size)``, with replacement."""
-        _check_sizes(size, batch_size)
+        check_sizes(size, batch_size)
         return self._rng.integers(0, size, size=batch_size, dtype=np.int64)
 
     def state_dict(self) -> dict[str, Any]:
@@ -77,19 +89,32 @@ class UniformSampler(Sampler):
         self._rng.bit_generator.state = state["rng"]
 
 
-def _uniform(capacity: int, seed: int) -> Sampler:
+SamplerFactory = Callable[[int, int, "PrioritizedConfig | None"], Sampler]
+"""``(capacity, seed, prioritized options) -> Sampler``."""
+
+
+def _uniform(capacity: int, seed: int, options: PrioritizedConfig | None) -> Sampler:
     return UniformSampler(seed)
 
 
-SAMPLERS: dict[str, Callable[[int, int], Sampler]] = {"uniform": _uniform}
-"""Sampler factories ``(capacity, seed) -> Sampler`` by the name used in ``memory.sampler``."""
+def _prioritized(capacity: int, seed: int, options: PrioritizedConfig | None) -> Sampler:
+    from tmrl2.memory.prioritized import PrioritizedSampler  # it subclasses Sampler
+
+    return PrioritizedSampler(capacity, options, seed)
 
 
-def build_sampler(name: str, capacity: int, seed: int = 0) -> Sampler:
+SAMPLERS: dict[str, SamplerFactory] = {"uniform": _uniform, "prioritized": _prioritized}
+"""Sampler factories by the name used in ``memory.sampler``."""
+
+
+def build_sampler(
+    name: str, capacity: int, seed: int = 0, options: PrioritizedConfig | None = None
+) -> Sampler:
     """Build the sampler called ``name`` (a key of :data:`SAMPLERS`) for a storage of
-    ``capacity`` rows (a prioritized sampler sizes its sum tree from it)."""
+    ``capacity`` rows (a prioritized sampler sizes its sum tree from it); ``options`` are the
+    ``memory.prioritized`` settings (ignored by the uniform sampler)."""
     try:
         factory = SAMPLERS[name]
     except KeyError:
         raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}") from None
-    return factory(capacity, seed)
+    return factory(capacity, seed, options)

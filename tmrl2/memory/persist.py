@@ -1,0 +1,122 @@
+"""Saving and loading a whole replay memory as raw arrays (no pickle).
+
+A saved memory is a folder: one ``.npy`` file per array (``np.save``, read back with
+``allow_pickle=False`` and memory-mapped, so loading copies straight from the page cache into
+the preallocated storage without a second full-size buffer) and ``meta.json`` with the counters
+and the non-array part of the sampler's state. The folder is written under a temporary name
+and renamed into place, so an interrupted save never leaves a half-written memory behind.
+Array names map to file names by replacing ``/`` with ``--``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+FORMAT = "tmrl2-memory"
+VERSION = 1
+META = "meta.json"
+MMAP_MIN_BYTES = 1 << 20
+"""Arrays larger than this are memory-mapped on load rather than read into a new buffer."""
+
+
+def _file_name(name: str) -> str:
+    if "--" in name or not name or name.startswith("."):
+        raise ValueError(f"array name {name!r} cannot be saved")
+    return name.replace("/", "--") + ".npy"
+
+
+def save_snapshot(snapshot: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a memory's ``snapshot()`` (``arrays``, ``counters``, ``sampler``) to folder
+    ``path``, replacing it atomically; return the path."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    arrays = dict(snapshot["arrays"])
+    sampler_meta: dict[str, Any] = {}
+    for key, value in snapshot["sampler"].items():
+        if isinstance(value, np.ndarray):
+            arrays[f"sampler/{key}"] = value
+        else:
+            sampler_meta[key] = value
+    for name, array in arrays.items():
+        np.save(tmp / _file_name(name), np.asarray(array), allow_pickle=False)
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "counters": dict(snapshot["counters"]),
+        "sampler": sampler_meta,
+        "arrays": sorted(arrays),
+    }
+    (tmp / META).write_text(json.dumps(meta, indent=1))
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    if path.exists():
+        path.rename(old)
+    tmp.rename(path)
+    if old.exists():
+        shutil.rmtree(old)
+    return path
+
+
+def load_snapshot(path: str | Path) -> dict[str, Any]:
+    """Read a folder written by :func:`save_snapshot` (arrays memory-mapped, read-only).
+
+    Raises:
+        FileNotFoundError: when ``path`` holds no saved memory.
+        ValueError: when the folder is of another format or version, or an array is missing.
+    """
+    path = Path(path)
+    meta_file = path / META
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"no saved replay memory at {path} ({META} is missing)")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ValueError(
+            f"{path} is not a {FORMAT} v{VERSION} folder "
+            f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
+        )
+    arrays: dict[str, np.ndarray] = {}
+    for name in meta["arrays"]:
+        file = path / _file_name(name)
+        if not file.is_file():
+            raise ValueError(f"saved memory {path} lacks array {name!r} ({file.name})")
+        if file.stat().st_size > MMAP_MIN_BYTES:
+            arrays[name] = np.load(file, mmap_mode="r", allow_pickle=False)
+        else:
+            arrays[name] = np.load(file, allow_pickle=False)
+    sampler: dict[str, Any] = dict(meta["sampler"])
+    rows: dict[str, np.ndarray] = {}
+    for name, array in arrays.items():
+        if name.startswith("sampler/"):
+            sampler[name.removeprefix("sampler/")] = array
+        else:
+            rows[name] = array
+    return {"arrays": rows, "counters": meta["counters"], "sampler": sampler}
+
+
+def copy_into(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[...] = src``; from a memory-mapped saved array, read the file straight into
+    ``dst`` (one kernel copy from the page cache, no page faults on a mapping: about twice
+    as fast for large arrays)."""
+    if (
+        isinstance(src, np.memmap)
+        and isinstance(src.filename, str | os.PathLike)
+        and src.shape == dst.shape
+        and src.dtype == dst.dtype
+        and src.flags.c_contiguous
+        and dst.flags.c_contiguous
+        and dst.nbytes
+    ):
+        with open(src.filename, "rb") as file:
+            file.seek(src.offset)
+            if file.readinto(memoryview(cast(Any, dst)).cast("B")) == dst.nbytes:
+                return
+    dst[...] = src
