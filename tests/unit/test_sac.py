@@ -219,3 +219,15 @@ def test_sac_learns_a_one_step_target_reaching_task() -> None:
     for _ in range(400):
         sac.update(memory.sample(config.batch_size))
     assert worst_error() < 0.1
+
+
+def test_td_target_uses_per_sample_discounts_of_n_step_rows() -> None:
+    from tmrl2.algos.sac import td_target
+
+    reward = torch.tensor([1.0, 1.0, 1.0])
+    terminated = torch.tensor([0.0, 0.0, 1.0])
+    next_q = torch.tensor([[2.0, 4.0, 4.0], [3.0, 5.0, 5.0]])
+    next_logp = torch.zeros(3)
+    discount = torch.tensor([0.5, 0.25, 0.5])  # gamma^k with different k per row
+    target = td_target(reward, terminated, next_q, next_logp, 0.0, discount)
+    assert torch.allclose(target, torch.tensor([1.0 + 0.5 * 2.0, 1.0 + 0.25 * 4.0, 1.0]))

@@ -77,7 +77,7 @@ def td_target(
     next_q: torch.Tensor,
     next_logp: torch.Tensor,
     alpha: torch.Tensor | float,
-    gamma: float,
+    gamma: torch.Tensor | float,
 ) -> torch.Tensor:
     """Soft Bellman target ``r + gamma (1 - d) (min_i Q'_i(s', a') - alpha log pi(a'|s'))``.
 
@@ -87,7 +87,7 @@ def td_target(
         next_q: ``(2, B)`` target-critic values at ``(s', a')``, ``a' ~ pi(s')``.
         next_logp: ``(B,)`` log-likelihood of ``a'``.
         alpha: entropy temperature.
-        gamma: discount factor.
+        gamma: discount factor, or ``(B,)`` per-sample discounts (``gamma^k`` of n-step rows).
     """
     soft_value = next_q.min(dim=0).values - alpha * next_logp
     return reward + gamma * (1.0 - terminated) * soft_value
@@ -193,7 +193,9 @@ class SAC:
         with torch.no_grad():
             next_action, next_logp = actor(batch.next_obs)
             next_q = self.target_critic(batch.next_obs, next_action)
-            target = td_target(batch.reward, batch.terminated, next_q, next_logp, alpha, cfg.gamma)
+            # n-step rows bootstrap k steps ahead: their discount is gamma^k (Batch.discount)
+            gamma = batch.discount if batch.discount is not None else cfg.gamma
+            target = td_target(batch.reward, batch.terminated, next_q, next_logp, alpha, gamma)
         q = critic(batch.obs, batch.action)
         self.last_td_error = (q.detach() - target).abs().mean(dim=0)
         loss_critic = critic_loss(q, target, batch.weights)

@@ -148,13 +148,6 @@ class RingMemory:
             f", frames stored once for {list(config.history_keys)}" if self.frames else "",
         )
 
-        if config.n_step > 1:
-            log.warning(
-                "memory.n_step=%d: the learner must bootstrap with Batch.discount (gamma^k), "
-                "not its own gamma",
-                config.n_step,
-            )
-
     @staticmethod
     def _build_frames(config: RingMemoryConfig, obs_space: spaces.Space) -> FrameStore | None:
         if not config.history_keys:
