@@ -69,6 +69,8 @@ def test_cli_train_eval_and_resume(tmp_path: Path) -> None:
         "run.eval_episodes=1",
         "--set",
         "env.max_episode_steps=200",
+        "--set",
+        "trainer.save_memory=true",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== summary ==" in proc.stdout and "eval 0" in proc.stdout
@@ -91,6 +93,8 @@ def test_cli_train_eval_and_resume(tmp_path: Path) -> None:
     # counters continue from the checkpoint instead of starting again at zero
     assert second["samples"] >= first["samples"] + 1000
     assert second["updates"] > first["updates"]
+    # the replay memory saved with the checkpoint came back too
+    assert second["memory_size"] >= first["memory_size"] + 1000
     assert second["weights_version"] > first["weights_version"]
 
 

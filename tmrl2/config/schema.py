@@ -89,6 +89,9 @@ class TrainerConfig(FrozenModel):
     """Weights are sent to the workers every this many updates."""
     checkpoint_every_s: float = Field(default=60.0, gt=0)
     """Period of the atomic checkpoint written to the run folder."""
+    save_memory: bool = False
+    """Also save the replay memory (raw arrays, ``<run>/memory/``) with each checkpoint, and
+    reload it on resume (costs disk and time for large memories)."""
     credit: int = Field(default=16, gt=0)
     """Chunks the trainer lets the server send ahead of consumption (flow control)."""
     server: str = "127.0.0.1"

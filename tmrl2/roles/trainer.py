@@ -28,6 +28,9 @@ from tmrl2.telemetry.progress import ProgressReporter, RateMeter
 
 log = logging.getLogger(__name__)
 
+MEMORY_DIR = "memory"
+"""Folder of the saved replay memory inside the run folder."""
+
 UPDATE_BURST_S = 0.05
 """Longest stretch of updates between two looks at the socket."""
 
@@ -216,6 +219,8 @@ class Trainer:
             "config": dump_config(self.config),
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
+        if self.cfg.save_memory and hasattr(self.memory, "save"):
+            self.memory.save(self.run_dir / MEMORY_DIR)
 
     def _restore(self, path: Path) -> None:
         payload = load_checkpoint(path)
@@ -223,6 +228,9 @@ class Trainer:
         self.counters.update(payload["counters"])
         self.best_lap_s = payload.get("best_lap_s")
         self.elapsed_before_s = float(payload.get("elapsed_s", 0.0))
+        if self.cfg.save_memory and (path.parent / MEMORY_DIR).is_dir():
+            self.memory.load(path.parent / MEMORY_DIR)
+            log.info("reloaded %d transitions into the replay memory", len(self.memory))
         log.info("resumed from %s at %d updates", path, self.counters["updates"])
 
 
