@@ -7,7 +7,17 @@ import math
 import pytest
 
 from tmrl2.envs.sim.car import Car, CarParams
-from tmrl2.envs.sim.track import Track, build_track
+from tmrl2.envs.sim.track import (
+    DIRT,
+    GRASS,
+    OPEN_BORDER_M,
+    ROAD,
+    Piece,
+    Track,
+    build_track,
+    course_points,
+    load_track,
+)
 
 DT_S = 0.05
 
@@ -110,3 +120,104 @@ def test_start_wall_stops_a_car_backing_out() -> None:
     car.state.vx = -10.0
     assert drive(car, 0.0, 0.0, 0.0, 0.5)
     assert car.state.s >= 0.0 and car.state.x >= -1e-9
+
+
+def test_gearbox_shifts_up_with_speed_and_keeps_rpm_under_the_red_line() -> None:
+    car = Car(straight(14.0))
+    car.reset()
+    gears, rpms = [], []
+    for _ in range(round(12.0 / DT_S)):
+        car.step(1.0, 0.0, 0.0, DT_S)
+        gears.append(car.state.gear)
+        rpms.append(car.state.rpm)
+    assert gears == sorted(gears) and gears[0] == 1 and gears[-1] >= 5
+    params = car.params
+    assert max(rpms) <= params.redline_rpm and min(rpms) >= params.idle_rpm
+    # Right after an upshift the rpm drops.
+    shift = gears.index(2)
+    assert rpms[shift] < rpms[shift - 1]
+    drive(car, 0.0, 1.0, 0.0, 6.0)  # braking to a stop shifts back down
+    assert car.state.gear == 1 and car.state.rpm == params.idle_rpm
+
+
+def test_dirt_and_grass_have_less_grip_and_more_resistance() -> None:
+    def top_speed_and_course(surface: int) -> tuple[float, float]:
+        track = build_track(
+            "s", [(0.0, 0.0, 0.0), (500.0, 0.0, 0.0), (1000.0, 0.0, 0.0)], 400.0,
+            surface_sections=[(0.0, 2000.0, surface)],
+        )  # fmt: skip
+        car = Car(track)
+        car.reset(s=20.0)
+        drive(car, 1.0, 0.0, 0.0, 10.0)
+        top = car.state.speed
+        turning = Car(track)
+        turning.reset(s=20.0)
+        turning.state.vx = 30.0
+        drive(turning, 0.0, 0.0, 1.0, 0.5)
+        return top, math.atan2(turning.state.vz, turning.state.vx)
+
+    road, dirt, grass = (top_speed_and_course(code) for code in (ROAD, DIRT, GRASS))
+    assert road[0] > dirt[0] > grass[0]
+    assert road[1] > dirt[1] > grass[1] > 0.0  # less grip: the velocity turns less
+
+
+def test_open_borders_let_the_car_onto_grass_until_the_outer_wall() -> None:
+    track = build_track(
+        "open", [(0.0, 0.0, 0.0), (500.0, 0.0, 0.0), (1000.0, 0.0, 0.0)], 14.0, walls=False
+    )
+    car = Car(track)
+    car.reset(s=20.0)
+    car.state.vx = 20.0
+    surfaces = set()
+    contact = False
+    for _ in range(60):
+        contact = car.step(0.5, 0.0, 0.4, DT_S) or contact
+        surfaces.add(car.state.surface)
+    assert GRASS in surfaces
+    assert abs(car.state.offset) <= 7.0 + OPEN_BORDER_M - car.params.half_width_m + 1e-9
+    assert abs(car.state.offset) > 7.0 and contact  # reached the outer wall on the grass
+
+
+def crest_track() -> Track:
+    """A level road with a crest: 3 m up over 30 m, then 5 m down over 40 m."""
+    pieces: list[Piece] = [
+        (0.0, 300.0, 0.0),
+        (0.0, 30.0, 3.0),
+        (0.0, 40.0, -5.0),
+        (0.0, 300.0, 0.0),
+    ]
+    return build_track("crest", course_points(pieces, every_m=20.0), 14.0)
+
+
+def test_a_crest_at_speed_throws_the_car_into_the_air_without_steering() -> None:
+    track = crest_track()
+    fast, slow = Car(track), Car(track)
+    for car, speed in ((fast, 50.0), (slow, 8.0)):
+        car.reset(s=250.0)
+        car.state.vx = speed
+    heading_in_air = None
+    for _ in range(round(8.0 / DT_S)):
+        fast.step(0.0, 0.0, 1.0 if fast.state.airborne else 0.0, DT_S)
+        if fast.state.airborne and heading_in_air is None:
+            heading_in_air = fast.state.heading
+        if fast.state.airborne:
+            assert fast.state.heading == heading_in_air  # full lock does nothing in the air
+            assert fast.state.y > track.height(fast.state.seg, fast.state.s)
+    for _ in range(round(20.0 / DT_S)):
+        slow.step(1.0 if slow.state.speed < 8.0 else 0.0, 0.0, 0.0, DT_S)
+    assert fast.state.air_time_s > 0.3
+    assert slow.state.air_time_s == 0.0 and slow.state.s > 400.0  # slowly over the crest
+    assert not fast.state.airborne  # landed
+
+
+def test_default_track_has_no_jumps_for_the_autopilot() -> None:
+    from tmrl2.envs.sim.autopilot import Autopilot
+
+    track = load_track("default")
+    car, pilot = Car(track), Autopilot(track)
+    car.reset()
+    while car.state.s < track.length_m:
+        car.step(*(float(v) for v in pilot.act(car.state)), DT_S)
+        road = track.height(car.state.seg, car.state.s)
+        assert road <= car.state.y < road + car.params.contact_m
+    assert car.state.air_time_s == 0.0

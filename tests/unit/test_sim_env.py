@@ -23,6 +23,14 @@ INFO_KEYS = {
     "race_time_ms",
     "track_length_m",
     "position",
+    "gear",
+    "rpm",
+    "surface",
+    "airborne",
+    "air_time_s",
+    "respawns",
+    "velocity",
+    "yaw_pitch_roll",
 }
 GAS = np.array([1.0, 0.0, 0.0], np.float32)
 BRAKE = np.array([0.0, 1.0, 0.0], np.float32)
@@ -142,6 +150,9 @@ def test_gas_pays_progress_reward() -> None:
     assert all(step[1] > 0 for step in steps[1:])
     assert steps[-1][4]["speed_ms"] > 10.0
     assert steps[-1][0]["speed"][0] == pytest.approx(steps[-1][4]["speed_ms"] / 100.0)
+    vx, _, vz = steps[-1][4]["velocity"]
+    assert np.hypot(vx, vz) == pytest.approx(steps[-1][4]["speed_ms"])
+    assert steps[-1][4]["yaw_pitch_roll"][0] == env.car.state.heading
 
 
 @pytest.mark.parametrize(
@@ -153,5 +164,21 @@ def test_config_rejects_bad_values(override: dict[str, Any]) -> None:
 
 
 def test_unknown_track_fails_at_construction() -> None:
-    with pytest.raises(ValueError, match="known tracks: default"):
+    with pytest.raises(ValueError, match="known tracks: .*default"):
         SimEnv(SimEnvConfig(track="monaco"))
+
+
+def test_respawn_puts_the_car_at_the_last_checkpoint_and_the_episode_goes_on() -> None:
+    env = SimEnv()
+    env.reset(seed=0)
+    pilot = Autopilot(env.track)
+    run(env, lambda e: pilot.act(e.car.state), 200)  # past the first checkpoints
+    before = env.step(pilot.act(env.car.state))[4]
+    assert before["checkpoint"] >= 2
+    obs, info = env.respawn()
+    assert info["respawns"] == 1 and info["speed_ms"] == 0.0
+    assert env.car.state.s == pytest.approx(env.track.checkpoints_m[before["checkpoint"] - 1])
+    assert info["race_time_ms"] == before["race_time_ms"]
+    assert info["progress_m"] == before["progress_m"] and env.observation_space.contains(obs)
+    assert env.step(GAS)[4]["respawns"] == 1
+    assert env.reset(seed=0)[1]["respawns"] == 0

@@ -47,3 +47,18 @@ def test_simulator_truncation_reaches_the_real_time_env() -> None:
         assert info["race_time_ms"] == 0 and env.observation_space.contains(obs)
     finally:
         env.close()
+
+
+def test_real_time_env_carries_the_optional_image_and_preview() -> None:
+    config = SimEnvConfig(
+        realtime=True, time_step_ms=20, image=True, image_history=2, preview_points=3
+    )
+    env = make_realtime_sim_env(config)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert env.observation_space.contains(obs)
+        assert set(obs) == {"lidar", "speed", "prev_actions", "image", "preview"}
+        obs = env.step(np.array([1.0, 0.0, 0.0], np.float32))[0]
+        assert env.observation_space.contains(obs) and obs["image"].shape == (2, 64, 64)
+    finally:
+        env.close()

@@ -37,10 +37,12 @@ class SimInterface(RealTimeGymInterface):
     def __init__(self, config: SimEnvConfig, reward: Reward | None = None) -> None:
         self.sim = SimEnv(config, reward)
         self._action = np.zeros(3, np.float32)
+        self.keys = [key for key in self.sim.observation_space if key != "prev_actions"]
+        """Observation parts passed through rtgym, in order (rtgym appends the actions)."""
 
     def get_observation_space(self) -> spaces.Tuple:
         space = self.sim.observation_space
-        return spaces.Tuple((space["lidar"], space["speed"]))
+        return spaces.Tuple(tuple(space[key] for key in self.keys))
 
     def get_action_space(self) -> spaces.Box:
         return self.sim.action_space
@@ -56,14 +58,14 @@ class SimInterface(RealTimeGymInterface):
         self, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[list[np.ndarray], dict[str, Any]]:
         obs, info = self.sim.reset(seed=seed, options=options)
-        return [obs["lidar"], obs["speed"]], info
+        return [obs[key] for key in self.keys], info
 
     def get_obs_rew_terminated_info(
         self,
     ) -> tuple[list[np.ndarray], float, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.sim.step(self._action)
         info[_TRUNCATED] = truncated
-        return [obs["lidar"], obs["speed"]], reward, terminated, info
+        return [obs[key] for key in self.keys], reward, terminated, info
 
 
 class RealTimeSimEnv(gym.Wrapper[Obs, np.ndarray, tuple[Any, ...], np.ndarray]):
@@ -72,6 +74,7 @@ class RealTimeSimEnv(gym.Wrapper[Obs, np.ndarray, tuple[Any, ...], np.ndarray]):
     def __init__(self, env: RealTimeEnv) -> None:
         super().__init__(env)
         self._rt = env
+        self._keys: list[str] = env.interface.keys
         self.observation_space = env.interface.sim.observation_space
         self.action_space = env.interface.sim.action_space
 
@@ -79,24 +82,24 @@ class RealTimeSimEnv(gym.Wrapper[Obs, np.ndarray, tuple[Any, ...], np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Obs, dict[str, Any]]:
         obs, info = self._rt.reset(seed=seed, options=options)
-        return self._dict_obs(obs), info
+        return self._dict_obs(obs, self._keys), info
 
     def step(self, action: np.ndarray) -> tuple[Obs, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self._rt.step(action)
         truncated = bool(truncated or info.pop(_TRUNCATED, False)) and not terminated
         if terminated or truncated:
             self._rt.wait()
-        return self._dict_obs(obs), float(reward), bool(terminated), truncated, info
+        return self._dict_obs(obs, self._keys), float(reward), bool(terminated), truncated, info
 
     def close(self) -> None:
         self._rt.stop()
         super().close()
 
     @staticmethod
-    def _dict_obs(obs: tuple[Any, ...]) -> Obs:
-        lidar, speed, *actions = obs
+    def _dict_obs(obs: tuple[Any, ...], keys: list[str]) -> Obs:
+        parts, actions = obs[: len(keys)], obs[len(keys) :]
         prev_actions = np.clip(np.asarray(actions, np.float32).reshape(len(actions), 3), -1, 1)
-        return {"lidar": lidar, "speed": speed, "prev_actions": prev_actions}
+        return {**dict(zip(keys, parts, strict=True)), "prev_actions": prev_actions}
 
 
 def make_realtime_sim_env(

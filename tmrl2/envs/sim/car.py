@@ -1,21 +1,26 @@
 """Car physics of the simulator: a planar bicycle-style model with a tyre grip limit and walls.
 
-The car is a point with a heading, moving on the x-z plane of a :class:`Track` (its height
-follows the road). Each physics substep:
+The car is a point with a heading, moving on the x-z plane of a :class:`Track`. Each physics
+substep:
 
 1. steering sets a yaw rate ``u * tan(delta) / wheelbase`` (kinematic bicycle), with the
    steering angle ``delta`` limited and reduced at speed; the yaw rate is capped at
    ``drift_yaw_factor`` times the rate the tyres can follow, so the car over-rotates a little
    (drifts) but does not spin like a top;
 2. the velocity is split into forward ``u`` and sideways ``w`` parts in the car's frame:
-   the engine (force falling linearly with speed), brakes, drag, rolling resistance and the
-   road slope act on ``u``; the tyres cancel ``w`` with at most ``grip_ms2`` of acceleration,
+   the engine (an envelope falling linearly with speed, shaped by a torque curve over the rpm
+   of the gear the automatic gearbox picks), brakes, drag, rolling resistance and the road
+   slope act on ``u``; the tyres cancel ``w`` with at most ``grip_ms2`` of acceleration
+   (times the surface's grip: road, dirt, grass),
    and grip spent sideways is taken from engine and brakes (friction ellipse). Cornering
    harder than the grip allows leaves a sideways velocity: the velocity direction lags the
    heading, the tyres scrub speed away and the engine cannot push (a slide);
 3. walls: a car that would cross a border is put back inside, loses its velocity into the
    wall, is turned towards the wall's direction, and loses ``wall_impact_loss`` of its speed on
-   impact (then ``wall_friction_ms2`` while it keeps scraping).
+   impact (then ``wall_friction_ms2`` while it keeps scraping);
+4. height: gravity pulls the car down and the road holds it up; where the road falls away
+   faster than gravity (a crest at speed) the car flies, and while its wheels are more than
+   ``contact_m`` above the road it is airborne: no steering, traction, brakes or grip.
 
 All per-substep arithmetic is on Python floats: at one car, numpy's per-call overhead would
 cost more than the maths.
@@ -26,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tmrl2.envs.sim.track import Track
+from tmrl2.envs.sim.track import GRASS, Track
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,29 @@ class CarParams:
     """Gravity, for the slope of the road."""
     substep_s: float = 0.01
     """Longest physics substep; an env step is split into equal substeps no longer than this."""
+    gear_top_ms: tuple[float, ...] = (16.0, 27.0, 39.0, 53.0, 70.0, 100.0)
+    """Speed at the red line in each gear (first to sixth); sets the rpm."""
+    idle_rpm: float = 1500.0
+    """Engine speed at standstill."""
+    redline_rpm: float = 11000.0
+    """Engine speed at the red line (the rev limiter)."""
+    upshift_frac: float = 0.92
+    """The automatic gearbox shifts up above this fraction of the red line..."""
+    downshift_frac: float = 0.5
+    """...and down below this fraction."""
+    torque_ripple: float = 0.05
+    """Torque curve: engine force times ``1 + ripple cos(pi (r - 0.8) / 0.4)`` at rpm fraction
+    ``r`` (clipped to [0.4, 1]): strongest at 80 % of the red line, a little weaker just after
+    a shift. The envelope over the gears is the linear force law above."""
+    shift_time_s: float = 0.0
+    """Engine force is cut for this long at each shift (TrackMania's shifts are instant)."""
+    surface_grip: tuple[float, ...] = (1.0, 0.7, 0.55)
+    """Grip (and brake) multiplier on road, dirt and grass (see ``track.SURFACES``)."""
+    surface_drag_ms2: tuple[float, ...] = (0.0, 1.0, 4.0)
+    """Extra rolling resistance on road, dirt and grass."""
+    contact_m: float = 0.05
+    """Suspension travel: the car is airborne when its wheels are higher than this above the
+    road (no steering, traction, brakes or grip until it lands)."""
 
 
 @dataclass
@@ -86,6 +114,20 @@ class CarState:
     """Signed distance from the centerline, left positive (m)."""
     wall_contact: bool = False
     """Whether the last substep touched a wall."""
+    vy: float = 0.0
+    """Vertical velocity (m/s, up positive)."""
+    airborne: bool = False
+    """Whether the wheels are off the road (see ``CarParams.contact_m``)."""
+    air_time_s: float = 0.0
+    """Time spent airborne since the last reset."""
+    gear: int = 1
+    """Gear engaged by the automatic gearbox (1 = first)."""
+    rpm: float = 0.0
+    """Engine speed."""
+    surface: int = 0
+    """Surface code under the car (index into ``track.SURFACES``)."""
+    shift_timer_s: float = 0.0
+    """Time left of the torque cut of the last shift."""
 
     @property
     def speed(self) -> float:
@@ -121,6 +163,8 @@ class Car:
         heading = math.atan2(tz, tx) + heading_offset
         y = self.track.height(seg, s_on)
         self.state = CarState(x=x, y=y, z=z, heading=heading, seg=seg, s=s_on, offset=off)
+        self.state.rpm = self.params.idle_rpm
+        self.state.surface = self.track.surface(seg)
 
     def step(self, gas: float, brake: float, steer: float, duration_s: float) -> bool:
         """Drive ``duration_s`` with these controls (gas, brake in [0, 1], steer in [-1, 1],
@@ -131,17 +175,26 @@ class Car:
         for _ in range(substeps):
             self._move(gas, brake, steer, dt)
             contact = self._collide(dt) or contact
-        st = self.state
-        st.y = self.track.height(st.seg, st.s)
+            self._vertical(dt)
         return contact
 
     def _move(self, gas: float, brake: float, steer: float, dt: float) -> None:
         p, st = self.params, self.state
+        if st.airborne:
+            # Ballistic: no steering, traction, brakes or grip; only the air slows the car.
+            speed = math.hypot(st.vx, st.vz)
+            keep = max(0.0, 1.0 - p.drag_per_m * speed * dt)
+            st.vx *= keep
+            st.vz *= keep
+            st.x += st.vx * dt
+            st.z += st.vz * dt
+            return
         c, sn = math.cos(st.heading), math.sin(st.heading)
         u = st.vx * c + st.vz * sn
+        grip_ms2 = p.grip_ms2 * p.surface_grip[st.surface]
         delta = steer * p.max_steer_rad / (1.0 + max(u, 0.0) / p.steer_fade_ms)
         yaw_rate = u * math.tan(delta) / p.wheelbase_m
-        yaw_cap = p.drift_yaw_factor * p.grip_ms2 / max(u, 1.0)
+        yaw_cap = p.drift_yaw_factor * grip_ms2 / max(u, 1.0)
         st.heading += min(max(yaw_rate, -yaw_cap), yaw_cap) * dt
         c, sn = math.cos(st.heading), math.sin(st.heading)
         u = st.vx * c + st.vz * sn
@@ -150,29 +203,70 @@ class Car:
         uphill = self.track.slope(st.seg) * (c * tx + sn * tz)
         # Friction ellipse: grip spent turning is not available to drive or brake; a sliding
         # car (all grip spent sideways) neither accelerates nor brakes.
-        lateral = min(abs(w) / dt, p.grip_ms2) / p.grip_ms2
+        lateral = min(abs(w) / dt, grip_ms2) / grip_ms2
         traction = math.sqrt(1.0 - lateral * lateral)
         accel = (
-            traction * gas * p.engine_accel_ms2 * max(0.0, 1.0 - u / p.engine_cutoff_ms)
-            - traction * brake * p.brake_decel_ms2
+            traction * gas * self._engine(u, dt)
+            - traction * brake * p.brake_decel_ms2 * p.surface_grip[st.surface]
             - p.rolling_ms2
+            - p.surface_drag_ms2[st.surface]
             - p.drag_per_m * u * abs(u)
             - p.gravity_ms2 * uphill
         )
         # No reverse gear: brakes and resistances stop the car, they do not back it up.
         u = max(u + accel * dt, 0.0)
-        grip = p.grip_ms2 * dt
+        grip = grip_ms2 * dt
         w -= min(max(w, -grip), grip)
         st.vx, st.vz = u * c - w * sn, u * sn + w * c
         st.x += st.vx * dt
         st.z += st.vz * dt
+
+    def _engine(self, u: float, dt: float) -> float:
+        """Engine acceleration at forward speed ``u`` with full gas; shifts gear and sets rpm."""
+        p, st = self.params, self.state
+        tops = p.gear_top_ms
+        frac = u / tops[st.gear - 1]
+        if frac > p.upshift_frac and st.gear < len(tops):
+            st.gear += 1
+            st.shift_timer_s = p.shift_time_s
+        elif frac < p.downshift_frac and st.gear > 1:
+            st.gear -= 1
+        frac = min(max(u, 0.0) / tops[st.gear - 1], 1.0)
+        st.rpm = p.idle_rpm + (p.redline_rpm - p.idle_rpm) * frac
+        if st.shift_timer_s > 0.0:
+            st.shift_timer_s -= dt
+            return 0.0
+        r = min(max(frac, 0.4), 1.0)
+        torque = 1.0 + p.torque_ripple * math.cos(math.pi * (r - 0.8) / 0.4)
+        return torque * p.engine_accel_ms2 * max(0.0, 1.0 - u / p.engine_cutoff_ms)
+
+    def _vertical(self, dt: float) -> None:
+        """Height: ballistic when the road falls away faster than gravity pulls the car down
+        (a crest at speed), otherwise on the road."""
+        p, st = self.params, self.state
+        road = self.track.height(st.seg, st.s)
+        vy = st.vy - p.gravity_ms2 * dt
+        y = st.y + vy * dt
+        if y <= road:
+            st.vy = (road - st.y) / dt
+            st.y = road
+        else:
+            st.vy, st.y = vy, y
+        st.airborne = st.y - road > p.contact_m
+        if st.airborne:
+            st.air_time_s += dt
+            st.surface = self.track.surface(st.seg)
+        elif abs(st.offset) > self.track.half_width(st.seg):
+            st.surface = GRASS
+        else:
+            st.surface = self.track.surface(st.seg)
 
     def _collide(self, dt: float) -> bool:
         """Keep the car on the road; return whether it touched a wall in this substep."""
         st, track = self.state, self.track
         st.seg, st.s, st.offset = track.project(st.x, st.z, st.seg)
         tx, tz = track.tangent(st.seg)
-        limit = track.half_width(st.seg) - self.params.half_width_m
+        limit = track.half_width(st.seg) + track.border_m - self.params.half_width_m
         if st.offset > limit:
             self._push(tz, -tx, st.offset - limit)  # through the left wall
             st.offset = limit

@@ -18,11 +18,17 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 SAMPLES_PER_SPAN = 64
 """Dense samples per Catmull-Rom span before resampling at uniform arc length."""
+SURFACES = ("road", "dirt", "grass")
+"""Surface names; a track stores one code (index) per segment. Off an open road is grass."""
+ROAD, DIRT, GRASS = 0, 1, 2
+OPEN_BORDER_M = 12.0
+"""Width of grass beyond each border of a track without walls, before an outer wall."""
 
 
 class Track:
@@ -39,13 +45,23 @@ class Track:
         width_m: float | np.ndarray,
         finish_m: float,
         checkpoint_spacing_m: float = 100.0,
+        *,
+        checkpoints_m: list[float] | None = None,
+        surfaces: np.ndarray | list[int] | None = None,
+        walls: bool = True,
+        laps: int = 1,
     ) -> None:
         """Args:
         name: track name.
         centerline: ``(N, 3)`` points ``(x, y, z)``, Y up, at roughly even spacing.
-        width_m: road width between the walls, constant or one value per point.
+        width_m: road width between the borders, constant or one value per point.
         finish_m: arc length of the finish line (the centerline may run on past it).
         checkpoint_spacing_m: distance between checkpoints along the centerline.
+        checkpoints_m: explicit checkpoint arc lengths (overrides the spacing).
+        surfaces: surface code of each segment (index into :data:`SURFACES`; default road).
+        walls: walls along the borders; ``False`` leaves them open: grass runs
+            :data:`OPEN_BORDER_M` beyond each border before an outer wall stops the car.
+        laps: laps of a closed loop unrolled into this centerline (information only).
         """
         points = np.asarray(centerline, dtype=np.float64)
         if points.ndim != 2 or points.shape[1] != 3 or len(points) < 3:
@@ -67,9 +83,24 @@ class Track:
         self.length_m = float(finish_m)
         """Arc length from the start line to the finish line."""
         self.spacing_m = float(np.mean(seg_len))
-        count = int(np.ceil(self.length_m / checkpoint_spacing_m)) - 1
-        self.checkpoints_m = [checkpoint_spacing_m * (i + 1) for i in range(max(count, 0))]
+        if checkpoints_m is None:
+            count = int(np.ceil(self.length_m / checkpoint_spacing_m)) - 1
+            checkpoints_m = [checkpoint_spacing_m * (i + 1) for i in range(max(count, 0))]
+        if any(not 0.0 < c < self.length_m for c in checkpoints_m) or checkpoints_m != sorted(
+            checkpoints_m
+        ):
+            raise ValueError("checkpoints_m must be increasing and between start and finish")
+        self.checkpoints_m = [float(c) for c in checkpoints_m]
         """Arc lengths of the checkpoints between start and finish (the finish is not one)."""
+        codes = np.zeros(len(seg_len), np.int64) if surfaces is None else np.asarray(surfaces)
+        if codes.shape != (len(seg_len),) or codes.min() < 0 or codes.max() >= len(SURFACES):
+            raise ValueError(f"surfaces must be {len(seg_len)} codes in [0, {len(SURFACES)})")
+        self.surfaces = codes.astype(np.int64)
+        """Surface code of each segment (index into :data:`SURFACES`)."""
+        self.walls = bool(walls)
+        self.laps = int(laps)
+        self.border_m = 0.0 if walls else OPEN_BORDER_M
+        """Grass beyond each border before the outer wall (0 with walls)."""
         tangent = delta / seg_len[:, None]
         self.tangents = tangent
         """Unit tangent of each segment in ``(x, z)``."""
@@ -86,6 +117,7 @@ class Track:
         self._y = points[:, 1].tolist()
         self._half_width = (0.5 * self.width_m[:-1]).tolist()
         self._slope = (np.diff(points[:, 1]) / seg_len).tolist()
+        self._surface = self.surfaces.tolist()
         self.segments = len(seg_len)
 
     def _build_walls(self) -> None:
@@ -152,6 +184,10 @@ class Track:
     def half_width(self, seg: int) -> float:
         """Half the road width at a segment."""
         return self._half_width[seg]
+
+    def surface(self, seg: int) -> int:
+        """Surface code of a segment's road (index into :data:`SURFACES`)."""
+        return self._surface[seg]
 
     def slope(self, seg: int) -> float:
         """Rise per metre of arc length along a segment (positive uphill)."""
@@ -225,21 +261,53 @@ def build_track(
     spacing_m: float = 2.0,
     checkpoint_spacing_m: float = 100.0,
     runoff_m: float = 40.0,
+    *,
+    surface_sections: list[tuple[float, float, int]] | None = None,
+    walls: bool = True,
 ) -> Track:
     """A track through ``control_points`` ``(x, y, z)``: smoothed, resampled, with run-off.
 
     The finish line is at the last control point; the road continues straight for
     ``runoff_m`` past it so that the finish looks like open road to the LIDAR.
+    ``surface_sections`` lists ``(from_m, to_m, surface code)``; the rest is road.
     """
     dense = catmull_rom(np.asarray(control_points, dtype=np.float64))
     line = resample(dense, spacing_m)
     finish_m = float(np.sum(np.linalg.norm(np.diff(line[:, [0, 2]], axis=0), axis=1)))
+    points = add_runoff(line, runoff_m, spacing_m)
+    return Track(
+        name,
+        points,
+        width_m,
+        finish_m,
+        checkpoint_spacing_m,
+        surfaces=surface_codes(points, surface_sections or []),
+        walls=walls,
+    )
+
+
+def add_runoff(line: np.ndarray, runoff_m: float, spacing_m: float) -> np.ndarray:
+    """``line`` continued straight (level) for ``runoff_m`` past its last point; columns
+    after ``(x, y, z)`` (a width) keep their last value."""
     direction = line[-1] - line[-2]
     direction[1] = 0.0
-    direction /= np.linalg.norm(direction)
+    direction[3:] = 0.0
+    direction /= np.linalg.norm(direction[[0, 2]])
     steps = np.arange(1, int(round(runoff_m / spacing_m)) + 1)[:, None] * spacing_m
-    runoff = line[-1] + steps * direction
-    return Track(name, np.vstack([line, runoff]), width_m, finish_m, checkpoint_spacing_m)
+    return np.vstack([line, line[-1] + steps * direction])
+
+
+def surface_codes(points: np.ndarray, sections: list[tuple[float, float, int]]) -> np.ndarray:
+    """Surface code of each segment of a centerline from ``(from_m, to_m, code)`` sections
+    (a segment takes the section holding its middle; the rest is road)."""
+    seg = np.linalg.norm(np.diff(points[:, [0, 2]], axis=0), axis=1)
+    middle = np.cumsum(seg) - 0.5 * seg
+    codes = np.full(len(seg), ROAD, np.int64)
+    for start, end, code in sections:
+        if not 0 <= code < len(SURFACES):
+            raise ValueError(f"surface code {code} is not one of 0..{len(SURFACES) - 1}")
+        codes[(middle >= start) & (middle < end)] = code
+    return codes
 
 
 Piece = tuple[float, float, float]
@@ -285,15 +353,49 @@ def _default() -> Track:
 
 
 _TRACKS: dict[str, Callable[[], Track]] = {"default": _default}
+TRACK_DIR = Path(__file__).resolve().parents[2] / "data" / "tracks"
+"""Bundled track files (``tmrl2/data/tracks/<name>.yaml``), loaded by name."""
+GENERATED_PREFIX = "gen:"
+"""``gen:<seed>`` names a procedurally generated track (see ``sim/generator.py``)."""
+
+
+def _bundled_files() -> dict[str, Path]:
+    if not TRACK_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(TRACK_DIR.iterdir()) if p.suffix in _TRACK_SUFFIXES}
+
+
+_TRACK_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def known_tracks() -> list[str]:
-    """Names accepted by :func:`load_track`."""
-    return sorted(_TRACKS)
+    """Bundled names accepted by :func:`load_track`."""
+    from tmrl2.envs.sim.courses import COURSES
+
+    return sorted({*_TRACKS, *COURSES, *_bundled_files()})
 
 
 def load_track(name: str) -> Track:
-    """The bundled track called ``name``."""
-    if name not in _TRACKS:
-        raise ValueError(f"unknown track {name!r}; known tracks: {', '.join(known_tracks())}")
-    return _TRACKS[name]()
+    """A track by name: a bundled track, ``gen:<seed>`` for a generated one, or the path of
+    a track file (``.yaml``, ``.yml``, ``.json``; see ``sim/trackfile.py``)."""
+    from tmrl2.envs.sim.courses import COURSES
+    from tmrl2.envs.sim.generator import generate_track
+    from tmrl2.envs.sim.trackfile import load_track_file
+
+    if name in _TRACKS:
+        return _TRACKS[name]()
+    if name in COURSES:
+        return COURSES[name]()
+    files = _bundled_files()
+    if name in files:
+        return load_track_file(files[name])
+    if name.startswith(GENERATED_PREFIX) and name[len(GENERATED_PREFIX) :].isdigit():
+        return generate_track(int(name[len(GENERATED_PREFIX) :]))
+    if name.endswith(_TRACK_SUFFIXES):
+        if not Path(name).is_file():
+            raise ValueError(f"track file {name!r} does not exist")
+        return load_track_file(name)
+    raise ValueError(
+        f"unknown track {name!r}; known tracks: {', '.join(known_tracks())}; or "
+        f"'{GENERATED_PREFIX}<seed>', or the path of a .yaml/.json track file"
+    )
