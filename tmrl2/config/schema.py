@@ -44,7 +44,21 @@ class RunConfig(FrozenModel):
     """Deterministic evaluation episodes driven at the end of ``tmrl2 train`` (0 = none)."""
 
 
-class WorkerConfig(FrozenModel):
+class ClientConfig(FrozenModel):
+    """How a worker or the trainer reaches the server."""
+
+    server: str = "127.0.0.1"
+    """Host of the server to connect to."""
+    connect_timeout_s: float = Field(default=30.0, gt=0)
+    """Give up when the server has not answered the hello within this time."""
+    server_key: Path | None = None
+    """The server's public ``.key`` file: turns on CurveZMQ (needs ``secret_key`` too)."""
+    secret_key: Path | None = None
+    """This machine's ``.key_secret`` file (``tmrl2 keys <name>``); its ``.key`` must be in
+    the server's ``authorized_keys``."""
+
+
+class WorkerConfig(ClientConfig):
     """A rollout worker: acts in its env with the latest policy and streams experience."""
 
     name: str = "worker"
@@ -61,20 +75,11 @@ class WorkerConfig(FrozenModel):
     ratio times the trainer's update count (keeps data and learning in step; 0 = off)."""
     torch_threads: int = Field(default=1, gt=0)
     """Torch threads for policy inference (1 is fastest for batch-1 MLPs)."""
-    server: str = "127.0.0.1"
-    """Host of the server to connect to."""
-    connect_timeout_s: float = Field(default=30.0, gt=0)
-    """Give up when the server has not answered the hello within this time."""
-    server_key: Path | None = None
-    """The server's public ``.key`` file: turns on CurveZMQ (needs ``secret_key`` too)."""
-    secret_key: Path | None = None
-    """This machine's ``.key_secret`` file (``tmrl2 keys <name>``); its ``.key`` must be in
-    the server's ``authorized_keys``."""
     compression: Literal["none", "lz4"] = "none"
     """Compression of the chunks sent (``lz4`` pays off for images on slow links)."""
 
 
-class TrainerConfig(FrozenModel):
+class TrainerConfig(ClientConfig):
     """The learner: receives experience, updates the networks, publishes weights."""
 
     device: str = "cpu"
@@ -94,15 +99,6 @@ class TrainerConfig(FrozenModel):
     reload it on resume (costs disk and time for large memories)."""
     credit: int = Field(default=16, gt=0)
     """Chunks the trainer lets the server send ahead of consumption (flow control)."""
-    server: str = "127.0.0.1"
-    """Host of the server to connect to."""
-    connect_timeout_s: float = Field(default=30.0, gt=0)
-    """Give up when the server has not answered the hello within this time."""
-    server_key: Path | None = None
-    """The server's public ``.key`` file: turns on CurveZMQ (needs ``secret_key`` too)."""
-    secret_key: Path | None = None
-    """This machine's ``.key_secret`` file (``tmrl2 keys <name>``); its ``.key`` must be in
-    the server's ``authorized_keys``."""
 
 
 class Config(FrozenModel):
