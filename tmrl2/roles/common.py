@@ -68,7 +68,8 @@ def connect(config: Config, address: str, role: str, name: str, stop: StopFlag) 
             return client
         if msg.kind == "refused":
             client.close()
-            raise ProtocolError(f"server at {address} refused {role} {name!r}: {msg.meta}")
+            reason = msg.meta.get("reason", msg.meta)
+            raise ProtocolError(f"server at {address} refused {role} {name!r}: {reason}")
     client.close()
     raise NetTimeout(
         f"no answer from the server at {address} within {timeout_s:.0f} s: "
