@@ -4,12 +4,12 @@ logged; plaintext on a non-loopback address is refused unless explicitly allowed
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from netkit import running
 
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.net.errors import SecurityError
@@ -43,13 +43,8 @@ def server(keys: Path) -> Iterator[Server]:
         port=0, secret_key=keys / "server.key_secret", authorized_keys=keys / "authorized"
     )
     server = Server(config)
-    stop = threading.Event()
-    thread = threading.Thread(target=server.run, args=(stop, 5), daemon=True)
-    thread.start()
-    yield server
-    stop.set()
-    thread.join(timeout=2)
-    server.close()
+    with running(server):
+        yield server
 
 
 def hello_answered(server: Server, curve: ClientCurve | None, wait_ms: int = 1000) -> bool:

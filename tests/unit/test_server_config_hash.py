@@ -3,10 +3,10 @@ hashes), accepts a hello without one, and sends its hash and the run's config in
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
+from netkit import running
 
 from tmrl2.config.load import config_hash, dump_config, load_config
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
@@ -20,13 +20,8 @@ HASH = config_hash(CONFIG)
 @pytest.fixture
 def server() -> Iterator[Server]:
     server = Server(ServerConfig(port=0), config_hash=HASH, run_config=dump_config(CONFIG))
-    stop = threading.Event()
-    thread = threading.Thread(target=server.run, args=(stop, 5), daemon=True)
-    thread.start()
-    yield server
-    stop.set()
-    thread.join(timeout=2)
-    server.close()
+    with running(server):
+        yield server
 
 
 def say_hello(server: Server, role: str, **extra: object) -> Message:

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-import numpy as np
+from netkit import box_chunk
 
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.net.transport import ClientSocket
@@ -26,15 +26,7 @@ def hello(role: str, name: str) -> Message:
 
 
 def chunk(reward: float, n: int = 5) -> Message:
-    arrays = {
-        "obs": np.zeros((n, 2), np.float32),
-        "next_obs": np.zeros((n, 2), np.float32),
-        "action": np.zeros((n, 3), np.float32),
-        "reward": np.full(n, reward, np.float32),
-        "terminated": np.zeros(n, bool),
-        "truncated": np.zeros(n, bool),
-    }
-    return Message("chunk", {"worker": "w", "policy_version": 0, "n": n, "episodes": []}, arrays)
+    return box_chunk(reward, n)
 
 
 class Serving:

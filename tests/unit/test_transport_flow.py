@@ -4,12 +4,12 @@ as the trainer consumes. Nothing is dropped."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from netkit import box_chunk, running
 
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.net.errors import NetTimeout
@@ -20,27 +20,14 @@ WINDOW = 3
 
 
 def chunk(reward: float, n: int = 4) -> Message:
-    arrays = {
-        "obs": np.zeros((n, 2), np.float32),
-        "next_obs": np.zeros((n, 2), np.float32),
-        "action": np.zeros((n, 3), np.float32),
-        "reward": np.full(n, reward, np.float32),
-        "terminated": np.zeros(n, bool),
-        "truncated": np.zeros(n, bool),
-    }
-    return Message("chunk", {"worker": "w", "policy_version": 0, "n": n, "episodes": []}, arrays)
+    return box_chunk(reward, n)
 
 
 @pytest.fixture
 def server() -> Iterator[Server]:
     server = Server(ServerConfig(port=0, worker_credit=WINDOW, max_queued_chunks=100))
-    stop = threading.Event()
-    thread = threading.Thread(target=server.run, args=(stop, 5), daemon=True)
-    thread.start()
-    yield server
-    stop.set()
-    thread.join(timeout=2)
-    server.close()
+    with running(server):
+        yield server
 
 
 def join(server: Server, role: str, **options: object) -> ClientSocket:

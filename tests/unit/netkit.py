@@ -1,0 +1,40 @@
+"""Helpers shared by the network tests: a server running in a thread, and small chunks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from tmrl2.net.codec import Message
+from tmrl2.roles.server import Server
+
+
+@contextmanager
+def running(server: Server) -> Iterator[Server]:
+    """Serve in a background thread (5 ms polls); stop, join and close on exit."""
+    stop = threading.Event()
+    thread = threading.Thread(target=server.run, args=(stop, 5), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        server.close()
+
+
+def box_chunk(reward: float, n: int = 5, worker: str = "w") -> Message:
+    """A chunk of ``n`` transitions of a 2-float Box observation, rewards all ``reward``."""
+    arrays = {
+        "obs": np.zeros((n, 2), np.float32),
+        "next_obs": np.zeros((n, 2), np.float32),
+        "action": np.zeros((n, 3), np.float32),
+        "reward": np.full(n, reward, np.float32),
+        "terminated": np.zeros(n, bool),
+        "truncated": np.zeros(n, bool),
+    }
+    meta = {"worker": worker, "policy_version": 0, "n": n, "episodes": []}
+    return Message("chunk", meta, arrays)
