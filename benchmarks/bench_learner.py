@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import copy
 import random
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from gymnasium import spaces
+from timing import rate
 from torch import nn
 
 from tmrl2.algos.networks import MLPActorCritic, MLPConfig, mlp
@@ -47,18 +46,6 @@ def random_chunk(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         else:
             chunk[key] = rng.random((n, *shape), dtype=np.float32)
     return chunk
-
-
-def rate(fn: Callable[[], object], calls: int, rounds: int) -> float:
-    """Median calls per second of ``fn`` over ``rounds`` rounds of ``calls`` calls."""
-    fn()  # warm-up
-    rates = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        rates.append(calls / (time.perf_counter() - start))
-    return statistics.median(rates)
 
 
 class CleanRLStyleSAC:

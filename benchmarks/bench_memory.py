@@ -29,12 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from gymnasium import spaces
+from timing import rate
 
 from tmrl2.memory.ring import RingMemory, RingMemoryConfig
 
@@ -107,17 +107,6 @@ def fill(memory: RingMemory, chunks: list[dict[str, np.ndarray]], total: int) ->
             done += len(chunk["reward"])
             if done >= total:
                 return
-
-
-def rate(fn: Callable[[], object], calls: int, rounds: int) -> float:
-    """Median calls per second of ``fn`` over ``rounds`` rounds of ``calls`` calls."""
-    rates = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        rates.append(calls / (time.perf_counter() - start))
-    return statistics.median(rates)
 
 
 def ours(args: argparse.Namespace) -> dict[str, float]:
