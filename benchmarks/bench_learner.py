@@ -131,7 +131,7 @@ def main() -> None:
         RingMemoryConfig(capacity=args.size), OBS_SPACE, ACTION_SPACE, device=args.device
     )
     memory.append(chunk)
-    config = SACConfig()
+    config = SACConfig(batch_size=256)  # tmrl's batch, for the side-by-side figures
     hidden = (256, 256)
     sac = SAC(
         config, MLPActorCritic(MLPConfig(hidden_sizes=hidden), OBS_SPACE, ACTION_SPACE), args.device
