@@ -26,11 +26,15 @@ def running(server: Server) -> Iterator[Server]:
         server.close()
 
 
-def box_chunk(reward: float, n: int = 5, worker: str = "w") -> Message:
-    """A chunk of ``n`` transitions of a 2-float Box observation, rewards all ``reward``."""
+def box_chunk(
+    reward: float, n: int = 5, worker: str = "w", obs: np.ndarray | None = None
+) -> Message:
+    """A chunk of ``n`` transitions of a Box observation (``obs``, default 2 floats each, also
+    used as ``next_obs``), rewards all ``reward``."""
+    obs = np.zeros((n, 2), np.float32) if obs is None else obs
     arrays = {
-        "obs": np.zeros((n, 2), np.float32),
-        "next_obs": np.zeros((n, 2), np.float32),
+        "obs": obs,
+        "next_obs": obs,
         "action": np.zeros((n, 3), np.float32),
         "reward": np.full(n, reward, np.float32),
         "terminated": np.zeros(n, bool),

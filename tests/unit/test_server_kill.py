@@ -9,6 +9,7 @@ import threading
 import time
 
 import numpy as np
+from netkit import box_chunk
 
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.net.transport import ClientSocket
@@ -16,17 +17,7 @@ from tmrl2.roles.server import Server, ServerConfig
 
 
 def image_chunk(worker: str, reward: float, n: int = 50) -> Message:
-    frames = np.zeros((n, 4, 64, 64), np.uint8)
-    arrays = {
-        "obs": frames,
-        "next_obs": frames,
-        "action": np.zeros((n, 3), np.float32),
-        "reward": np.full(n, reward, np.float32),
-        "terminated": np.zeros(n, bool),
-        "truncated": np.zeros(n, bool),
-    }
-    meta = {"worker": worker, "policy_version": 0, "n": n, "episodes": []}
-    return Message("chunk", meta, arrays)
+    return box_chunk(reward, n, worker, obs=np.zeros((n, 4, 64, 64), np.uint8))
 
 
 def join(address: str, role: str, name: str) -> ClientSocket:
