@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import logging
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tmrl2.bridge.errors import BridgeError
 from tmrl2.checkpoint import CheckpointError
 from tmrl2.config.load import ConfigError, config_hash, dump_config, load_config
 from tmrl2.config.schema import Config
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("names", nargs="+", help="one pair per name, e.g. server worker trainer")
     keys.add_argument("--dir", type=Path, default=Path("keys"), help="output folder")
     keys.add_argument("--force", action="store_true", help="overwrite existing key files")
+    for module in _EXTRA_COMMANDS:
+        _COMMANDS.update(importlib.import_module(module).add_commands(sub))
     return parser
 
 
@@ -223,6 +227,15 @@ _COMMANDS = {
 }
 
 
+_EXTRA_COMMANDS = (
+    "tmrl2.envs.sim.serve_cli",
+    "tmrl2.envs.trackmania.commands",
+    "tmrl2.envs.trackmania.plugin_cli",
+)
+"""Modules whose ``add_commands(subparsers)`` adds sub-commands and returns their handlers
+(``name -> handler(args) -> exit code``). Keep their imports light: no torch at parse time."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``tmrl2`` entry point."""
     from tmrl2.roles.launcher import setup_logging
@@ -231,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     try:
         return _COMMANDS[args.command](args)
-    except (ConfigError, NetError, CheckpointError) as exc:
+    except (ConfigError, NetError, CheckpointError, BridgeError) as exc:
         # errors that say what to fix: one clear line, no traceback
         print(f"tmrl2: {exc}", file=sys.stderr)
         return 2
