@@ -131,6 +131,7 @@ class ConfigKey(IntEnum):
 
     STREAM_EVERY = 1  # send STATE every N game frames (>= 1)
     HEARTBEAT_MS = 2  # STATE period with no car spawned
+    FRAME_EVERY = 3  # simulator only: a FRAME before every Nth STATE (0: none, the default)
 
 
 class _Writer:
