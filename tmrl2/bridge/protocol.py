@@ -374,6 +374,9 @@ class Track:
             index, order, kind, x, y, z = r.unpack("HHB3f")
             landmarks.append(Landmark(int(index), int(order), int(kind), (x, y, z)))
         width, npoints = r.unpack("fI")
+        if 12 * int(npoints) > len(r.data) - r.pos:
+            raise ProtocolError(f"TRACK announces {int(npoints)} centerline points; the payload "
+                                "is shorter")  # fmt: skip
         flat = r.unpack(f"{3 * int(npoints)}f")
         points = tuple((flat[k], flat[k + 1], flat[k + 2]) for k in range(0, len(flat), 3))
         return cls(req_id, uid, name, author_time_ms, tuple(landmarks), points, float(width))
