@@ -18,7 +18,10 @@ from tmrl2.config.base import ComponentConfig
 SECTIONS: tuple[str, ...] = ("env", "reward", "memory", "model", "algorithm")
 
 _BUILTINS: dict[str, dict[str, str]] = {
-    "env": {"sim": "tmrl2.envs.sim.env:SimEnv"},
+    "env": {
+        "sim": "tmrl2.envs.sim.env:SimEnv",
+        "trackmania": "tmrl2.envs.trackmania.env:TrackManiaEnv",
+    },
     "reward": {
         "terms": "tmrl2.rewards.manager:RewardManager",
         "progress": "tmrl2.rewards.progress:ProgressReward",

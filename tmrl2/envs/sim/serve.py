@@ -41,9 +41,15 @@ TICK_MS = 10
 DEFAULT_PORT = 9400
 SERVER_VERSION = "tmrl2-sim/1"
 CAPS = (
-    p.Caps.RESPAWN | p.Caps.RESTART | p.Caps.LOAD_MAP | p.Caps.TRACK_INFO | p.Caps.SET_INPUT
-    | p.Caps.STEP | p.Caps.IMAGE | p.Caps.CHECKPOINTS
-)  # fmt: skip
+    p.Caps.RESPAWN
+    | p.Caps.RESTART
+    | p.Caps.LOAD_MAP
+    | p.Caps.TRACK_INFO
+    | p.Caps.SET_INPUT
+    | p.Caps.STEP
+    | p.Caps.IMAGE
+    | p.Caps.CHECKPOINTS
+)
 HANDSHAKE_TIMEOUT_S = 5.0
 _SURFACE_IDS = {"road": p.Surface.ROAD, "dirt": p.Surface.DIRT, "grass": p.Surface.GRASS}
 _MAX_STEP_TICKS = 100_000
@@ -206,9 +212,14 @@ class SimServer:
         line = tuple((float(x), float(y), float(z)) for x, y, z in track.points)
         reference_ms = 0
         return p.Track(
-            req_id, self._track_name, track.name, reference_ms, tuple(marks), line,
+            req_id,
+            self._track_name,
+            track.name,
+            reference_ms,
+            tuple(marks),
+            line,
             float(np.mean(track.width_m)),
-        )  # fmt: skip
+        )
 
     def _point(self, s: float) -> p.Vec3:
         track = self.env.track
@@ -223,8 +234,13 @@ class SimServer:
     def serve_forever(self) -> None:
         """Accept clients one after the other until :meth:`stop`."""
         mode = "lockstep" if self.options.lockstep else f"real time at {self.options.fps:g} fps"
-        log.info("sim server on %s:%d (%s), track %s", self.options.host, self.port, mode,
-                 self._track_name)  # fmt: skip
+        log.info(
+            "sim server on %s:%d (%s), track %s",
+            self.options.host,
+            self.port,
+            mode,
+            self._track_name,
+        )
         try:
             while not self._stop.is_set():
                 try:
@@ -263,8 +279,10 @@ class SimServer:
             return [p.Pong(msg.req_id, msg.client_time, int(time.time() * 1000))]
         if isinstance(msg, p.SetInput):
             race.inputs = (
-                _clip(msg.steer, -1.0, 1.0), _clip(msg.gas, 0.0, 1.0), _clip(msg.brake, 0.0, 1.0)
-            )  # fmt: skip
+                _clip(msg.steer, -1.0, 1.0),
+                _clip(msg.gas, 0.0, 1.0),
+                _clip(msg.brake, 0.0, 1.0),
+            )
             return [] if msg.req_id == 0 else [p.Result(msg.req_id, st.OK)]
         if isinstance(msg, p.Step):
             if not self.options.lockstep:
@@ -278,9 +296,13 @@ class SimServer:
             race.finished = False
             race.frame_flags |= p.StateFlag.RESPAWN_THIS_FRAME
             race.events.append(
-                p.Event(p.EventKind.RESPAWN, race.episode, race.info["race_time_ms"],
-                        race.info["respawns"])
-            )  # fmt: skip
+                p.Event(
+                    p.EventKind.RESPAWN,
+                    race.episode,
+                    race.info["race_time_ms"],
+                    race.info["respawns"],
+                )
+            )
             return [*self.frame_messages(force=True), p.Result(msg.req_id, st.OK)]
         if isinstance(msg, p.Restart):
             self._spawn(new_episode=True)

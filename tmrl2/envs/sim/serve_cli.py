@@ -51,9 +51,15 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving the simulator on %s: anyone who reaches it can drive", args.host)
     options = ServeOptions(
-        host=args.host, port=args.port, track=args.track, fps=args.fps,
-        lockstep=args.lockstep, image_size=args.image, color=args.color, seed=args.seed,
-    )  # fmt: skip
+        host=args.host,
+        port=args.port,
+        track=args.track,
+        fps=args.fps,
+        lockstep=args.lockstep,
+        image_size=args.image,
+        color=args.color,
+        seed=args.seed,
+    )
     try:
         server = SimServer(options)
     except ValueError as exc:

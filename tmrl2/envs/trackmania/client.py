@@ -108,8 +108,14 @@ class BridgeClient:
             target=self._read_loop, args=(sock, reader), name="bridge-reader", daemon=True
         )
         self._reader.start()
-        log.info("connected to %s: %s, game %s, protocol v%d.%d", where, hello.server_version,
-                 hello.game_version, hello.major, hello.minor)  # fmt: skip
+        log.info(
+            "connected to %s: %s, game %s, protocol v%d.%d",
+            where,
+            hello.server_version,
+            hello.game_version,
+            hello.major,
+            hello.minor,
+        )
         return hello
 
     def _read_hello(self, sock: socket.socket, reader: p.FrameReader, where: str) -> p.Hello:
@@ -253,9 +259,11 @@ class BridgeClient:
             while self._frame is None or self._frame.seq <= after_seq:
                 left = deadline - time.monotonic()
                 if self._closed_reason is not None or left <= 0:
-                    raise BridgeTimeout(f"no FRAME after seq {after_seq} within {timeout:g} s; "
-                                        "the server must have the IMAGE capability and "
-                                        "FRAME_EVERY set")  # fmt: skip
+                    raise BridgeTimeout(
+                        f"no FRAME after seq {after_seq} within {timeout:g} s; "
+                        "the server must have the IMAGE capability and "
+                        "FRAME_EVERY set"
+                    )
                 self._cond.wait(left)
             return self._frame
 
