@@ -14,7 +14,7 @@ import tomllib
 from tmrl2.bridge import protocol as p
 
 ROOT = Path(__file__).parents[2]
-PLUGIN = ROOT / "plugin"
+PLUGIN = ROOT / "tmrl2" / "data" / "plugin"
 STUB = ROOT / "tests" / "plugin" / "openplanet_stub.as"
 HOST = ROOT / "tests" / "plugin" / "ascheck.cpp"
 HEADER = Path("/usr/include/angelscript.h")
