@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("record-reference", help="drive a lap and save its reference line")
     rec.add_argument("out", type=Path, help="output .npy file (N x 3 positions, Y up)")
     rec.add_argument("--track", default="default", help="simulator track to drive")
+    rec.add_argument(
+        "--game",
+        metavar="HOST:PORT",
+        help="record a lap you drive in TrackMania through the plugin (e.g. 127.0.0.1:9400)",
+    )
     show = sub.add_parser("config", help="print the resolved config as YAML")
     _common(show)
     keys = sub.add_parser("keys", help="make CurveZMQ key pairs: NAME.key, NAME.key_secret")
@@ -185,9 +190,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_record_reference(args: argparse.Namespace) -> int:
-    from tmrl2.rewards.record import record_sim_reference
+    if args.game:
+        from tmrl2.envs.trackmania.client import BridgeClient
+        from tmrl2.envs.trackmania.record import record_game_reference
 
-    count = record_sim_reference(args.out, args.track)
+        host, _, port = args.game.rpartition(":")
+        print("recording: restart the map and drive one lap to the finish")
+        with BridgeClient(host or "127.0.0.1", int(port)) as client:
+            count = record_game_reference(client, args.out)
+    else:
+        from tmrl2.rewards.record import record_sim_reference
+
+        count = record_sim_reference(args.out, args.track)
     print(
         f"saved {count} points to {args.out}; use it with "
         f"--set reward.terms.progress.reference={args.out}"

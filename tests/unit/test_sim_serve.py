@@ -218,3 +218,33 @@ def test_realtime_streams_at_the_game_pace_and_stream_every_thins_it() -> None:
         assert 6 < thinned < 14, thinned
         assert b.game_time_ms - a.game_time_ms >= 700  # physics still at full rate
         client.close()
+
+
+def test_record_a_reference_lap_through_the_bridge(lockstep: SimServer, tmp_path: object) -> None:
+    from pathlib import Path
+
+    import numpy as np
+
+    from tmrl2.envs.sim.autopilot import Autopilot
+    from tmrl2.envs.trackmania.record import record_game_reference
+
+    client = BridgeClient(port=lockstep.port)
+    client.connect()
+    pilot = Autopilot(lockstep.env.track)
+    restarted = []
+
+    def drive() -> None:  # the "human" driver: restart once, then the autopilot's inputs
+        if not restarted:
+            restarted.append(True)
+            client.restart()
+        gas, brake, steer = (float(v) for v in pilot.act(lockstep.env.car.state))
+        client.set_input(steer, max(gas, 0.0), max(brake, 0.0))
+        client.step(5)
+
+    out = Path(str(tmp_path)) / "lap.npy"
+    count = record_game_reference(client, out, timeout_s=60, tick=drive)
+    line = np.load(out)
+    assert count == len(line) > 100 and line.shape[1] == 3
+    travelled = np.hypot(*np.diff(line[:, [0, 2]], axis=0).T).sum()
+    assert travelled > 0.9 * lockstep.env.track.length_m
+    client.close()

@@ -23,10 +23,11 @@ PLUGIN_FOLDER = "EVORL-bridge"
 TRACKMANIA_STEAM_APPID = "2225070"
 MANUAL_STEP = (
     "One step is left, in the game: OpenPlanet loads unsigned plugins only in Developer "
-    "signature mode. Press F3 to open the OpenPlanet overlay, then Developer > Signature Mode > "
-    "Developer, and Developer > Reload plugin > EVO RL bridge (or restart the game). The plugin "
-    "needs OpenPlanet's VehicleState plugin; if OpenPlanet says it is missing, install it from "
-    "OpenPlanet's Plugin Manager. Then run `tmrl2 check-environment`."
+    "signature mode, which needs the game's Club access. Press F3 to open the OpenPlanet "
+    "overlay, then Developer > Signature Mode > Developer, and Developer > Reload plugin > "
+    "EVO RL bridge (or restart the game). The plugin needs OpenPlanet's VehicleState plugin; "
+    "if OpenPlanet says it is missing, install it from OpenPlanet's Plugin Manager. Then run "
+    "`tmrl2 check-environment`."
 )
 
 
