@@ -90,3 +90,28 @@ def test_train_through_the_bridge(sim_server: int, tmp_path: Path) -> None:
     assert summary["samples"] >= 1500 and summary["updates"] > 0
     assert summary["worker_policy_version"] >= 1
     assert "kind: trackmania" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_realtime_clock_through_rtgym() -> None:
+    """The game's path: the server runs on its own clock, rtgym paces the steps at 20 Hz."""
+    from tmrl2.envs.sim.serve import ServeOptions, serve_in_thread
+
+    server, thread = serve_in_thread(ServeOptions(port=0, fps=100.0))
+    try:
+        config = load_config(None, ["env.kind=trackmania", f"env.port={server.port}"])
+        env = build_env(config)
+        obs, info = env.reset(seed=0)
+        start = time.monotonic()
+        for _ in range(40):
+            obs, reward, terminated, truncated, info = env.step(
+                np.array([1.0, 0.0, 0.0], np.float32)
+            )
+        elapsed = time.monotonic() - start
+        assert 1.8 < elapsed < 3.0, elapsed  # 40 steps of 50 ms of wall clock
+        assert 1500 < info["race_time_ms"] < 3000
+        assert info["progress_m"] > 10.0 and info["speed_ms"] > 5.0
+        assert obs["prev_actions"].shape == (2, 3)
+        env.close()
+    finally:
+        server.stop()
+        thread.join(5)
