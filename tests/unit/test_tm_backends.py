@@ -43,16 +43,29 @@ class FakePad:
     def reset(self) -> None:
         self.calls.append(("reset", 0.0))
 
+    def press_button(self, button: int) -> None:
+        self.calls.append(("press", button))
+
+    def release_button(self, button: int) -> None:
+        self.calls.append(("release", button))
+
+
+BUTTONS = types.SimpleNamespace(XUSB_GAMEPAD_B=0x2000, XUSB_GAMEPAD_BACK=0x0020)
+
 
 def test_gamepad_maps_actions_to_stick_and_triggers() -> None:
     pad = FakePad()
-    vg = types.SimpleNamespace(VX360Gamepad=lambda: pad)
+    vg = types.SimpleNamespace(VX360Gamepad=lambda: pad, XUSB_BUTTON=BUTTONS)
     controls = make_controls("gamepad", import_module=_importer({"vgamepad": vg}))
     controls.apply(gas=0.7, brake=2.0, steer=-1.5)
     assert pad.calls == [("steer", -1.0), ("gas", 0.7), ("brake", 1.0)]
     assert pad.updates == 1
     controls.release()
     assert pad.calls[-1] == ("reset", 0.0) and pad.updates == 2
+    controls.press("respawn")
+    assert pad.calls[-2:] == [("press", 0x2000), ("release", 0x2000)]
+    controls.press("restart")
+    assert pad.calls[-2:] == [("press", 0x0020), ("release", 0x0020)]
 
 
 def test_missing_drivers_give_instructions_not_tracebacks() -> None:
@@ -73,7 +86,7 @@ def test_vgamepad_without_vigembus_says_to_install_it() -> None:
     def broken() -> None:
         raise RuntimeError("VIGEM_ERROR_BUS_NOT_FOUND")
 
-    vg = types.SimpleNamespace(VX360Gamepad=broken)
+    vg = types.SimpleNamespace(VX360Gamepad=broken, XUSB_BUTTON=BUTTONS)
     with pytest.raises(ControlsUnavailable, match="ViGEmBus"):
         make_controls("gamepad", import_module=_importer({"vgamepad": vg}))
 
@@ -98,7 +111,7 @@ class FakeUInput:
 def _fake_evdev(fail: bool = False) -> Any:
     ecodes = types.SimpleNamespace(
         EV_ABS=3, EV_KEY=1, ABS_X=0, ABS_Y=1, ABS_Z=2, ABS_RZ=5, BTN_A=304, BTN_B=305,
-        BTN_X=307, BTN_Y=308, BTN_START=315,
+        BTN_X=307, BTN_Y=308, BTN_START=315, BTN_SELECT=314,
     )  # fmt: skip
 
     def uinput(caps: dict[int, Any], **kwargs: Any) -> FakeUInput:
@@ -115,6 +128,8 @@ def test_uinput_writes_axes_and_syncs() -> None:
     dev = controls.device  # type: ignore[attr-defined]
     assert dev.events == [(3, 0, 16384), (3, 5, 255), (3, 2, 0)] and dev.syns == 1
     assert dev.kwargs["vendor"] == 0x045E  # looks like an Xbox 360 pad to the game
+    controls.press("respawn")  # type: ignore[attr-defined]
+    assert dev.events[-2:] == [(1, 305, 1), (1, 305, 0)]
     controls.close()
     assert dev.closed and dev.events[-3:] == [(3, 0, 0), (3, 5, 0), (3, 2, 0)]
 
@@ -130,13 +145,16 @@ def test_keyboard_presses_and_releases_on_threshold() -> None:
         Controller=lambda: types.SimpleNamespace(
             press=lambda k: log.append(("press", k)), release=lambda k: log.append(("up", k))
         ),
-        Key=types.SimpleNamespace(up="UP", down="DOWN", left="LEFT", right="RIGHT"),
+        Key=types.SimpleNamespace(up="UP", down="DOWN", left="LEFT", right="RIGHT",
+                                  enter="ENTER", delete="DEL"),
     )
     controls = make_controls("keyboard", import_module=_importer({"pynput.keyboard": keyboard}))
     controls.apply(gas=0.9, brake=0.1, steer=-0.8)
     controls.apply(gas=0.9, brake=0.1, steer=0.0)  # gas held: no repeat press
     controls.release()
     assert log == [("press", "UP"), ("press", "LEFT"), ("up", "LEFT"), ("up", "UP")]
+    controls.press("restart")
+    assert log[-2:] == [("press", "DEL"), ("up", "DEL")]
 
 
 def test_auto_picks_set_input_on_the_simulator() -> None:
@@ -224,3 +242,29 @@ def test_image_lidar_matches_a_hand_drawn_corridor() -> None:
     assert lidar(img)[1] * lidar.max_len == pytest.approx(20, abs=0.5)
     with pytest.raises(ValueError, match="grey image"):
         lidar(np.zeros((41, 41, 3), np.uint8))
+
+
+def test_env_falls_back_to_the_restart_input_when_the_plugin_cannot() -> None:
+    from tmrl2.bridge import protocol as p
+    from tmrl2.bridge.errors import CommandFailed
+    from tmrl2.envs.trackmania.env import TrackManiaConfig, TrackManiaWorld
+
+    world = TrackManiaWorld(TrackManiaConfig())  # no connection is made here
+    pressed: list[str] = []
+    waited: list[int | None] = []
+
+    def unsupported() -> None:
+        raise CommandFailed("RESTART", p.Status.UNSUPPORTED, "no rules script")
+
+    def failed() -> None:
+        raise CommandFailed("RESPAWN", p.Status.FAILED, "timed out")
+
+    world.client = types.SimpleNamespace(  # type: ignore[assignment]
+        latest=types.SimpleNamespace(episode=4), restart=unsupported, respawn=failed,
+        wait_state=lambda episode, timeout: waited.append(episode),
+    )  # fmt: skip
+    world.controls = types.SimpleNamespace(press=pressed.append)  # type: ignore[assignment]
+    world._command("restart")
+    assert pressed == ["restart"] and waited == [5]
+    with pytest.raises(CommandFailed, match="timed out"):  # only "unsupported" falls back
+        world._command("respawn")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Protocol
@@ -32,6 +33,10 @@ class Controls(Protocol):
     def release(self) -> None:
         """All inputs to neutral."""
 
+    def press(self, button: str) -> None:
+        """Tap the game's ``respawn`` or ``restart`` input (the fallback when the plugin
+        cannot respawn or restart the car itself)."""
+
     def close(self) -> None: ...
 
 
@@ -53,8 +58,15 @@ class SimInputControls:
     def release(self) -> None:
         self.apply(0.0, 0.0, 0.0)
 
+    def press(self, button: str) -> None:
+        raise ControlsUnavailable("the simulator respawns and restarts by command, not input")
+
     def close(self) -> None:
         pass
+
+
+TAP_S = 0.1
+"""How long a button is held when tapped."""
 
 
 class GamepadControls:
@@ -79,6 +91,19 @@ class GamepadControls:
                 f"could not create a virtual Xbox 360 pad ({exc}): install or repair the "
                 "ViGEmBus driver (it comes with vgamepad's installer) and reboot"
             ) from None
+        # TrackMania's default pad bindings: B respawns, View (Back) gives up / restarts
+        buttons = vg.XUSB_BUTTON
+        self._buttons = {
+            "respawn": buttons.XUSB_GAMEPAD_B,
+            "restart": buttons.XUSB_GAMEPAD_BACK,
+        }
+
+    def press(self, button: str) -> None:
+        self.pad.press_button(button=self._buttons[button])
+        self.pad.update()
+        time.sleep(TAP_S)
+        self.pad.release_button(button=self._buttons[button])
+        self.pad.update()
 
     def apply(self, gas: float, brake: float, steer: float) -> None:
         self.pad.left_joystick_float(x_value_float=_clip(steer, -1, 1), y_value_float=0.0)
@@ -121,7 +146,7 @@ class UinputControls:
                 (ec.ABS_Z, evdev.AbsInfo(0, 0, _TRIGGER_MAX, 0, 0, 0)),
                 (ec.ABS_RZ, evdev.AbsInfo(0, 0, _TRIGGER_MAX, 0, 0, 0)),
             ],
-            ec.EV_KEY: [ec.BTN_A, ec.BTN_B, ec.BTN_X, ec.BTN_Y, ec.BTN_START],
+            ec.EV_KEY: [ec.BTN_A, ec.BTN_B, ec.BTN_X, ec.BTN_Y, ec.BTN_START, ec.BTN_SELECT],
         }
         try:
             self.device = evdev.UInput(
@@ -133,6 +158,15 @@ class UinputControls:
                 'give your user access (e.g. a udev rule `KERNEL=="uinput", MODE="0660", '
                 'GROUP="input"` and `sudo usermod -aG input $USER`, then log in again)'
             ) from None
+
+    def press(self, button: str) -> None:
+        ec, dev = self._ec, self.device
+        code = ec.BTN_B if button == "respawn" else ec.BTN_SELECT
+        dev.write(ec.EV_KEY, code, 1)
+        dev.syn()
+        time.sleep(TAP_S)
+        dev.write(ec.EV_KEY, code, 0)
+        dev.syn()
 
     def apply(self, gas: float, brake: float, steer: float) -> None:
         ec, dev = self._ec, self.device
@@ -167,7 +201,14 @@ class KeyboardControls:
             ) from None
         self.keyboard = kb.Controller()
         keys = kb.Key
-        self._keys = {"gas": keys.up, "brake": keys.down, "left": keys.left, "right": keys.right}
+        self._keys = {
+            "gas": keys.up,
+            "brake": keys.down,
+            "left": keys.left,
+            "right": keys.right,
+            "respawn": keys.enter,
+            "restart": keys.delete,
+        }  # the game's default keys
         self._down: set[str] = set()
         self.threshold = threshold
 
@@ -185,6 +226,11 @@ class KeyboardControls:
         self._set("brake", brake > t)
         self._set("left", steer < -t)
         self._set("right", steer > t)
+
+    def press(self, button: str) -> None:
+        self._set(button, True)
+        time.sleep(TAP_S)
+        self._set(button, False)
 
     def release(self) -> None:
         for name in list(self._down):

@@ -26,7 +26,7 @@ from gymnasium import spaces
 from pydantic import Field
 
 from tmrl2.bridge import protocol as p
-from tmrl2.bridge.errors import BridgeError
+from tmrl2.bridge.errors import BridgeError, CommandFailed
 from tmrl2.config.base import ComponentConfig
 from tmrl2.envs.realtime import StepResult, make_realtime_env
 from tmrl2.envs.sim.env import SPEED_REF_MS, Obs
@@ -213,7 +213,7 @@ class TrackManiaWorld:
                 path = cfg.maps[self._map_index]
                 self.map_uid = self.client.load_map(path) or Path(path).stem
                 self.line = None
-        self.client.restart()
+        self._command("restart")
         self.client.events()  # drop the previous episode's events
         state = self.client.wait_state()
         if self.line is None and cfg.reference:
@@ -232,6 +232,21 @@ class TrackManiaWorld:
         info = self._info(state)
         self.reward.reset(info)
         return self._obs(), info
+
+    def _command(self, what: str) -> None:
+        """RESTART or RESPAWN through the plugin; where the plugin cannot (no rules script in
+        this game mode), tap the game's input for it and wait for the effect."""
+        before = self.client.latest
+        try:
+            getattr(self.client, what)()
+            return
+        except CommandFailed as exc:
+            if exc.status != p.Status.UNSUPPORTED or self.controls is None:
+                raise
+        self.controls.press(what)
+        if what == "restart":  # the next STATE of a new episode proves it worked
+            episode = before.episode + 1 if before is not None else None
+            self.client.wait_state(episode=episode, timeout=self.config.connect_timeout_s)
 
     def send(self, action: np.ndarray) -> None:
         assert self.controls is not None
@@ -266,7 +281,7 @@ class TrackManiaWorld:
             self._stuck_anchor_m, self._stuck_since = self._progress_m, self._steps
         stuck = self.line is not None and self._steps - self._stuck_since >= cfg.stuck_steps
         if stuck and cfg.on_stuck == "respawn":
-            self.client.respawn()
+            self._command("respawn")
             self._stuck_since = self._steps
             stuck = False
         truncated = not finished and (stuck or self._steps >= cfg.max_episode_steps)
