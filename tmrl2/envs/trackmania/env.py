@@ -116,6 +116,11 @@ class TrackManiaConfig(ComponentConfig):
     on_stuck: Literal["restart", "respawn"] = "restart"
     """``restart``: truncate the episode; ``respawn``: back to the last checkpoint, go on."""
 
+    @property
+    def realtime(self) -> bool:
+        """Whether the world runs on its own clock (the worker must never stall it)."""
+        return self.clock == "realtime"
+
 
 class TrackManiaWorld:
     """The game seen through the bridge: connect, act, observe, manage episodes."""
