@@ -4,8 +4,9 @@
   (keys sorted, each part flattened, concatenated).
 - :class:`SquashedGaussianActor` is the SAC policy: a Gaussian squashed by ``tanh`` and scaled
   to the action bounds (Haarnoja et al. 2018, appendix C, for the log-likelihood correction).
-- :class:`TwinQ` holds the two Q functions as one ensemble whose weights are stacked, so both
-  are evaluated in one batched matrix product per layer (``torch.baddbmm``).
+- :class:`QEnsemble` holds the Q functions (SAC's two, REDQ's ten) as one ensemble whose
+  weights are stacked, so all are evaluated in one batched matrix product per layer
+  (``torch.baddbmm``), never a Python loop over modules.
 
 The numpy-facing helpers for workers live in :mod:`tmrl2.algos.policy` and are re-exported.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ __all__ = [
     "MLPConfig",
     "ObsFlattener",
     "Policy",
+    "QEnsemble",
     "SquashedGaussianActor",
     "TwinQ",
     "actor_act",
@@ -57,6 +59,14 @@ class MLPConfig(ComponentConfig):
     tmrl's 256 x 256; use (256, 256) to match tmrl."""
     activation: Literal["relu", "elu", "tanh"] = "relu"
     """Nonlinearity after each hidden layer."""
+
+
+class Features(Protocol):
+    """Observation batch -> ``(B, dim)`` float32 features."""
+
+    dim: int
+
+    def __call__(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor: ...
 
 
 class ObsFlattener:
@@ -110,15 +120,23 @@ class SquashedGaussianActor(nn.Module):
     LOG_STD_MAX = 2.0
     """Upper clamp of the log standard deviation (keeps exploration noise bounded)."""
 
-    def __init__(self, config: MLPConfig, obs_space: spaces.Space, action_space: spaces.Box):
+    def __init__(
+        self,
+        config: MLPConfig,
+        obs_space: spaces.Space,
+        action_space: spaces.Box,
+        features: Features | None = None,
+    ):
         """Args:
-        config: the ``model`` section.
+        config: the ``model`` section (``hidden_sizes``, ``activation``).
         obs_space: observation space (``Box`` or ``Dict`` of ``Box``).
         action_space: 1-D bounded ``Box``; actions are scaled to its bounds.
+        features: maps an observation batch to ``(B, features.dim)`` (an image encoder);
+            default: the flattened observation parts.
         """
         super().__init__()
         act_dim = _action_dim(action_space)
-        self.flatten = ObsFlattener(obs_space)
+        self.flatten: Features = features if features is not None else ObsFlattener(obs_space)
         self.trunk = mlp([self.flatten.dim, *config.hidden_sizes], config.activation)
         width = config.hidden_sizes[-1] if config.hidden_sizes else self.flatten.dim
         self.head = nn.Linear(width, 2 * act_dim)
@@ -187,11 +205,16 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply member ``i`` to ``x[i]``; a 2-D ``x`` ``(B, in)`` is shared by all members."""
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply member ``i`` to ``x[i]``; a 2-D ``x`` ``(B, in)`` is shared by all members.
+        ``members`` (indices) evaluates only those members (REDQ's target subset)."""
+        weight: torch.Tensor = self.weight
+        bias: torch.Tensor = self.bias
+        if members is not None:
+            weight, bias = weight[members], bias[members]
         if x.dim() == 2:
-            x = x.expand(self.weight.shape[0], -1, -1)
-        return torch.baddbmm(self.bias, x, self.weight)
+            x = x.expand(weight.shape[0], -1, -1)
+        return torch.baddbmm(bias, x, weight)
 
 
 class EnsembleMLP(nn.Module):
@@ -215,11 +238,11 @@ class EnsembleMLP(nn.Module):
         """The ensemble's linear layers, input first."""
         return [layer for layer in self.layers if isinstance(layer, EnsembleLinear)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in)`` or ``(n, B, in)`` to ``(n, B, out)``."""
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, in)`` or ``(n, B, in)`` to ``(n, B, out)`` (``(len(members), B, out)``)."""
         for layer in self.layers[:-1]:
-            x = self.activation(layer(x))
-        return self.layers[-1](x)
+            x = self.activation(layer(x, members))
+        return self.layers[-1](x, members)
 
     @torch.no_grad()
     def load_members(self, mlps: Sequence[nn.Module]) -> None:
@@ -235,27 +258,44 @@ class EnsembleMLP(nn.Module):
                 layer.bias[i, 0].copy_(linear.bias)
 
 
-class TwinQ(nn.Module):
-    """The two Q functions of SAC (clipped double Q, Fujimoto et al. 2018) as one ensemble."""
+class QEnsemble(nn.Module):
+    """``n`` Q functions evaluated in one batched pass over stacked weights: the twin critics
+    of SAC (clipped double Q, Fujimoto et al. 2018, ``n = 2``) or REDQ's ensemble."""
 
-    n_critics = 2
-    """Q functions evaluated together."""
-
-    def __init__(self, config: MLPConfig, obs_space: spaces.Space, action_space: spaces.Box):
+    def __init__(
+        self,
+        config: MLPConfig,
+        obs_space: spaces.Space,
+        action_space: spaces.Box,
+        n: int = 2,
+        features: Features | None = None,
+    ):
         """Args:
         config: the ``model`` section.
         obs_space: observation space (``Box`` or ``Dict`` of ``Box``).
         action_space: 1-D ``Box``.
+        n: Q functions.
+        features: observation features shared by the ``n`` heads (default: flattened parts).
         """
         super().__init__()
-        self.flatten = ObsFlattener(obs_space)
+        self.n_critics = n
+        self.flatten: Features = features if features is not None else ObsFlattener(obs_space)
         in_dim = self.flatten.dim + _action_dim(action_space)
-        self.q = EnsembleMLP(self.n_critics, [in_dim, *config.hidden_sizes, 1], config.activation)
+        self.q = EnsembleMLP(n, [in_dim, *config.hidden_sizes, 1], config.activation)
 
-    def forward(self, obs: Mapping[str, torch.Tensor], action: torch.Tensor) -> torch.Tensor:
-        """Q values ``(2, B)`` of both critics."""
+    def forward(
+        self,
+        obs: Mapping[str, torch.Tensor],
+        action: torch.Tensor,
+        members: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Q values ``(n, B)``, or of the ``members`` only."""
         x = torch.cat([self.flatten(obs), action.to(torch.float32)], dim=-1)
-        return self.q(x).squeeze(-1)
+        return self.q(x, members).squeeze(-1)
+
+
+TwinQ = QEnsemble
+"""SAC's twin critics: a :class:`QEnsemble` of two."""
 
 
 class MLPActorCritic(nn.Module):
@@ -271,5 +311,18 @@ class MLPActorCritic(nn.Module):
         """
         super().__init__()
         self.config = config
+        self._spaces = (obs_space, action_space)
         self.actor = SquashedGaussianActor(config, obs_space, action_space)
-        self.critic = TwinQ(config, obs_space, action_space)
+        self.critic = QEnsemble(config, obs_space, action_space)
+
+    def set_critics(self, n: int) -> None:
+        """Replace the critic with a fresh ensemble of ``n`` Q functions (REDQ)."""
+        self.critic = QEnsemble(self.config, *self._spaces, n=n)
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        """What the actor's optimizer trains."""
+        return list(self.actor.parameters())
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """What the critic's optimizer trains."""
+        return list(self.critic.parameters())

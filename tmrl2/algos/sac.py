@@ -10,6 +10,7 @@ averaging of the target. It does no I/O: the trainer feeds it batches and checkp
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from typing import Annotated, Any, Literal
@@ -69,6 +70,12 @@ class SACConfig(ComponentConfig):
     """Adam's moment decay rates ``(beta1, beta2)``, used by all three optimizers."""
     weight_decay: float = Field(default=0.0, ge=0.0)
     """Weight decay of the actor and critic: L2 with ``adam``, decoupled with ``adamw``."""
+    policy_delay: int = Field(default=1, ge=1)
+    """The actor and the temperature step once every this many critic steps (TD3-style
+    delay; REDQ's update-to-data ratio G with one policy step per environment step)."""
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    """Mixed precision on CUDA: ``bf16`` autocast, or ``fp16`` autocast with a gradient
+    scaler. On the CPU the learner stays in fp32 whatever this says."""
 
 
 def td_target(
@@ -104,15 +111,20 @@ def critic_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) ->
     return (weights * (q - target).square()).mean(dim=-1).sum()
 
 
-def actor_loss(logp: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
-    """``mean(alpha log pi(a|s) - min_i Q_i(s, a))`` with ``a ~ pi(s)`` reparameterized.
+def actor_loss(
+    logp: torch.Tensor, q_pi: torch.Tensor, alpha: torch.Tensor | float, reduce: str = "min"
+) -> torch.Tensor:
+    """``mean(alpha log pi(a|s) - Q(s, a))`` with ``a ~ pi(s)`` reparameterized, where ``Q``
+    is the min over the critics (SAC) or their mean (``reduce="mean"``, REDQ).
 
     Args:
         logp: ``(B,)`` log-likelihood of the sampled actions.
-        q_pi: ``(2, B)`` critic values at the sampled actions.
+        q_pi: ``(n, B)`` critic values at the sampled actions.
         alpha: entropy temperature (no gradient).
+        reduce: ``min`` or ``mean`` over the critics.
     """
-    return (alpha * logp - q_pi.min(dim=0).values).mean()
+    value = q_pi.min(dim=0).values if reduce == "min" else q_pi.mean(dim=0)
+    return (alpha * logp - value).mean()
 
 
 def alpha_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy: float) -> torch.Tensor:
@@ -150,9 +162,23 @@ class SAC:
         self.log_alpha = torch.tensor(
             math.log(config.alpha_init), device=self.device, requires_grad=config.learn_alpha
         )
-        self._actor_params: list[torch.Tensor] = list(model.actor.parameters())
-        self._critic_params: list[torch.Tensor] = list(model.critic.parameters())
+        # a model may keep shared parts (an image encoder) out of the actor's optimizer
+        self._actor_params: list[torch.Tensor] = list(
+            getattr(model, "actor_parameters", model.actor.parameters)()
+        )
+        self._critic_params: list[torch.Tensor] = list(
+            getattr(model, "critic_parameters", model.critic.parameters)()
+        )
+        self._online_params: list[torch.Tensor] = list(model.critic.parameters())
         self._target_params: list[torch.Tensor] = list(self.target_critic.parameters())
+        cuda = self.device.type == "cuda"
+        self.amp_dtype: torch.dtype | None = (
+            {"bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
+            if cuda and config.amp != "off"
+            else None
+        )
+        self._scalers: dict[int, torch.amp.GradScaler] = {}
+        self._policy_stats = torch.zeros(3, device=self.device)  # actor, alpha losses, entropy
         opt, decay = config.optimizer, config.weight_decay
         self.actor_optimizer = self._optimizer(opt, self._actor_params, config.lr_actor, decay)
         self.critic_optimizer = self._optimizer(opt, self._critic_params, config.lr_critic, decay)
@@ -164,8 +190,12 @@ class SAC:
         self.updates = 0
         """Updates done since creation (or restored from a checkpoint)."""
         self.last_td_error: torch.Tensor | None = None
-        """``(B,)`` |TD error| of the last update's batch (mean over the twin critics),
-        detached, on the learner's device: the priorities of a prioritized replay sampler."""
+        """``(B,)`` |TD error| of the last update's batch (mean over the critics), detached,
+        on the learner's device: the priorities of a prioritized replay sampler."""
+        if self.amp_dtype is torch.float16:
+            for optimizer in (self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer):
+                if optimizer is not None:
+                    self._scalers[id(optimizer)] = torch.amp.GradScaler("cuda")
 
     @property
     def alpha(self) -> float:
@@ -180,66 +210,105 @@ class SAC:
         betas = self.config.betas
         return cls(params, lr=lr, betas=betas, weight_decay=weight_decay, **fast)
 
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _target_q(
+        self, next_obs: dict[str, torch.Tensor], next_action: torch.Tensor
+    ) -> torch.Tensor:
+        """Target-critic values whose minimum bootstraps the TD target: both (SAC)."""
+        return self.target_critic(next_obs, next_action)
+
+    policy_reduce = "min"
+    """How the actor's loss combines the critics: ``min`` (SAC) or ``mean`` (REDQ)."""
+
     def update(self, batch: Batch) -> dict[str, float]:
         """One SAC step on ``batch``; returns the named terms of :data:`STAT_NAMES`.
 
-        The returned ``alpha`` is the temperature after this step; the losses used the one
-        before it. Everything stays on the device until one transfer at the end.
+        The critic steps every call; the actor and the temperature every ``policy_delay``
+        calls (their terms repeat the last values in between). The returned ``alpha`` is the
+        temperature after this step; the losses used the one before it. Everything stays on
+        the device until one transfer at the end.
         """
         cfg = self.config
         actor, critic = self.model.actor, self.model.critic
         alpha = self.log_alpha.detach().exp()
+        augment = getattr(self.model, "augment", None)
+        if augment is not None:
+            batch = augment(batch)  # DrQ: image augmentation on the learner's device
 
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             next_action, next_logp = actor(batch.next_obs)
-            next_q = self.target_critic(batch.next_obs, next_action)
+            next_q = self._target_q(batch.next_obs, next_action).float()
             # n-step rows bootstrap k steps ahead: their discount is gamma^k (Batch.discount)
             gamma = batch.discount if batch.discount is not None else cfg.gamma
-            target = td_target(batch.reward, batch.terminated, next_q, next_logp, alpha, gamma)
-        q = critic(batch.obs, batch.action)
+            target = td_target(
+                batch.reward, batch.terminated, next_q, next_logp.float(), alpha, gamma
+            )
+        with self._autocast():
+            q = critic(batch.obs, batch.action).float()
         self.last_td_error = (q.detach() - target).abs().mean(dim=0)
         loss_critic = critic_loss(q, target, batch.weights)
         self._step(self.critic_optimizer, loss_critic, self._critic_params)
 
-        critic.requires_grad_(False)  # the actor's loss must not fill the critic's gradients
-        try:
-            action, logp = actor(batch.obs)
-            assert logp is not None
-            loss_actor = actor_loss(logp, critic(batch.obs, action), alpha)
-            self._step(self.actor_optimizer, loss_actor, self._actor_params)
-        finally:
-            critic.requires_grad_(True)
-
-        if self.alpha_optimizer is not None:
-            loss_alpha = alpha_loss(self.log_alpha, logp, self.target_entropy)
-            self._step(self.alpha_optimizer, loss_alpha, [self.log_alpha])
-        else:
-            loss_alpha = torch.zeros((), device=self.device)
-
+        if (self.updates + 1) % cfg.policy_delay == 0:
+            self._policy_step(batch, alpha)
         with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._critic_params, 1.0 - cfg.polyak)
+            torch._foreach_lerp_(self._target_params, self._online_params, 1.0 - cfg.polyak)
         self.updates += 1
 
-        stats = torch.stack(
+        stats = torch.cat(
             [
-                loss_critic.detach(),
-                loss_actor.detach(),
-                loss_alpha.detach(),
-                self.log_alpha.detach().exp(),
-                q.detach().mean(),
-                -logp.detach().mean(),
+                loss_critic.detach().reshape(1),
+                self._policy_stats[:2],
+                self.log_alpha.detach().exp().reshape(1),
+                q.detach().mean().reshape(1),
+                self._policy_stats[2:],
             ]
         )
         return dict(zip(STAT_NAMES, stats.tolist(), strict=True))
+
+    def _policy_step(self, batch: Batch, alpha: torch.Tensor) -> None:
+        """Actor step with the critic frozen, then the temperature step."""
+        critic = self.model.critic
+        critic.requires_grad_(False)  # the actor's loss must not fill the critic's gradients
+        try:
+            with self._autocast():
+                action, logp = self.model.actor(batch.obs)
+                assert logp is not None
+                q_pi = critic(batch.obs, action).float()
+            loss_actor = actor_loss(logp.float(), q_pi, alpha, self.policy_reduce)
+            self._step(self.actor_optimizer, loss_actor, self._actor_params)
+        finally:
+            critic.requires_grad_(True)
+        if self.alpha_optimizer is not None:
+            loss_alpha = alpha_loss(self.log_alpha, logp.float(), self.target_entropy)
+            self._step(self.alpha_optimizer, loss_alpha, [self.log_alpha])
+        else:
+            loss_alpha = torch.zeros((), device=self.device)
+        self._policy_stats = torch.stack(
+            [loss_actor.detach(), loss_alpha.detach(), -logp.detach().float().mean()]
+        )
 
     def _step(
         self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[torch.Tensor]
     ) -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = self._scalers.get(id(optimizer))
+        if scaler is None:
+            loss.backward()
+            if self.config.grad_clip_norm is not None:
+                nn.utils.clip_grad_norm_(params, self.config.grad_clip_norm, foreach=True)
+            optimizer.step()
+            return
+        scaler.scale(loss).backward()  # fp16: scale the loss so that small gradients survive
         if self.config.grad_clip_norm is not None:
+            scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(params, self.config.grad_clip_norm, foreach=True)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
 
     def actor_weights(self) -> dict[str, np.ndarray]:
         """The actor's weights as CPU numpy arrays, the format sent to the workers."""
@@ -261,7 +330,16 @@ class SAC:
             ),
             "log_alpha": self.log_alpha.detach().clone(),
             "updates": self.updates,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "scalers": {k: sc.state_dict() for k, sc in self._scaler_names().items()},
         }
+
+    def _scaler_names(self) -> dict[str, torch.amp.GradScaler]:
+        named = {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
+        if self.alpha_optimizer is not None:
+            named["alpha"] = self.alpha_optimizer
+        return {k: self._scalers[id(o)] for k, o in named.items() if id(o) in self._scalers}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (tensors are moved to this learner's device)."""
@@ -274,3 +352,10 @@ class SAC:
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.updates = int(state["updates"])
+        if state.get("torch_rng") is not None:  # checkpoints before RNG states had none
+            torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        for name, scaler in self._scaler_names().items():
+            if name in state.get("scalers", {}):
+                scaler.load_state_dict(state["scalers"][name])

@@ -28,7 +28,7 @@ _BUILTINS: dict[str, dict[str, str]] = {
     },
     "memory": {"ring": "tmrl2.memory.ring:RingMemory"},
     "model": {"mlp": "tmrl2.algos.networks:MLPActorCritic"},
-    "algorithm": {"sac": "tmrl2.algos.sac:SAC"},
+    "algorithm": {"sac": "tmrl2.algos.sac:SAC", "redq": "tmrl2.algos.redq:REDQ"},
 }
 
 
