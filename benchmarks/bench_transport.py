@@ -10,6 +10,10 @@ Every role is its own process (``spawn``), on 127.0.0.1:
   trainer process grants credit and renews it per chunk received. Figures: the median over
   0.25 s windows of samples/s received by the trainer, and the server process's CPU time
   (all its threads, ZeroMQ I/O included) per delivered sample.
+- **ceiling**: the same processes and the same encoded bytes through raw ZeroMQ, no protocol:
+  workers PUSH, a relay process PULLs and PUSHes the frames on untouched (zero-copy), the
+  trainer process PULLs and counts. What the machine allows for this topology; ours is
+  reported as a fraction of it.
 - **tmrl 0.7.1 side by side**: tlspyo (tmrl's transport: Relay + Endpoints, pickled buffers,
   as ``tmrl.networking`` wires them: workers ``produce`` a buffer of 100 sample tuples to the
   trainers group, the trainer ``notify``/``receive_all``), run with the tmrl baseline venv
@@ -116,6 +120,8 @@ def worker_process(index: int, commands: Any, results: Any) -> None:
     for command in iter(commands.get, None):
         if command[0] == "chunks":
             results.put(("worker", index, stream_chunks(index, *command[1:])))
+        elif command[0] == "raw":
+            results.put(("worker", index, raw_push(index, *command[1:])))
         else:
             results.put(("weights", index, receive_weights(index, *command[1:])))
 
@@ -136,6 +142,81 @@ def stream_chunks(index: int, address: str, obs: str, until: float, flow: bool) 
             pass
     client.close()
     return sent
+
+
+def raw_push(index: int, address: str, obs: str, until: float) -> int:
+    """The ceiling's worker: the same encoded chunk through a bare PUSH socket."""
+    import zmq
+
+    from tmrl2.net.codec import Message, encode
+
+    meta = {"worker": f"w{index}", "policy_version": 0, "n": CHUNK_STEPS, "episodes": []}
+    frames = encode(Message("chunk", meta, chunk_arrays(obs, index)))
+    ctx = zmq.Context.instance()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, HWM[obs])
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect(address)
+    sent = 0
+    while time.time() < until:
+        if push.poll(50, zmq.POLLOUT):
+            push.send_multipart(frames, copy=False)
+            sent += 1
+    push.close()
+    return sent
+
+
+def raw_relay(hwm: int, start: float, end: float, stop_at: float, results: Any) -> None:
+    """The ceiling's server: PULL from the workers, PUSH the frames on untouched."""
+    import zmq
+
+    ctx = zmq.Context.instance()
+    pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+    for sock in (pull, push):
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+        sock.setsockopt(zmq.LINGER, 0)
+    in_port = pull.bind_to_random_port("tcp://127.0.0.1")
+    out_port = push.bind_to_random_port("tcp://127.0.0.1")
+    results.put(("port", (in_port, out_port)))
+    marks: list[tuple[float, float, int]] = []
+    forwarded = 0
+    more = int(zmq.SNDMORE)  # plain-int flags, the fast path our sockets use too
+    while time.time() < stop_at:
+        if pull.poll(10) and push.poll(10, zmq.POLLOUT):
+            part = pull.recv(copy=False)
+            while part.more:
+                push.send(part, more, copy=False)
+                part = pull.recv(copy=False)
+            push.send(part, 0, copy=False)
+            forwarded += CHUNK_STEPS
+        now = time.time()
+        if len(marks) < 2 and now >= (start if not marks else end):
+            marks.append((now, time.process_time(), forwarded))
+    pull.close()
+    push.close()
+    results.put(("server", {"marks": marks, "dropped": 0}))
+
+
+def raw_pull(address: str, start: float, end: float, stop_at: float) -> list[Any]:
+    """The ceiling's trainer: count the chunks a bare PULL socket receives."""
+    import zmq
+
+    pull = zmq.Context.instance().socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.connect(address)
+    samples, marks, next_mark = 0, [], start
+    while time.time() < stop_at:
+        if pull.poll(10):
+            pull.recv_multipart(copy=False)
+            samples += CHUNK_STEPS
+        now = time.time()
+        if next_mark <= end and now >= next_mark:
+            marks.append((now, samples))
+            while next_mark <= now:
+                next_mark += WINDOW_S
+    pull.close()
+    return marks
 
 
 def receive_weights(index: int, address: str, until: float) -> list[tuple[int, float]]:
@@ -162,6 +243,9 @@ def trainer_process(commands: Any, results: Any) -> None:
 
     ready(results)
     for address, obs, start, end, stop_at in iter(commands.get, None):
+        if obs == "raw":
+            results.put(("trainer", raw_pull(address, start, end, stop_at)))
+            continue
         client = join(address, "trainer", "bench", 200)
         client.send(Message("credit", {"n": CREDIT[obs]}))
         samples, marks, next_mark = 0, [], start
@@ -192,6 +276,9 @@ def server_process(commands: Any, results: Any) -> None:
 
     ready(results)
     for hwm, max_queued, credit, start, end, stop_at in iter(commands.get, None):
+        if max_queued == 0:  # the raw ZeroMQ ceiling
+            raw_relay(hwm, start, end, stop_at, results)
+            continue
         transport = ServerSocket("127.0.0.1", 0, sndhwm=hwm, rcvhwm=hwm)
         config = ServerConfig(port=0, max_queued_chunks=max_queued, worker_credit=credit)
         server = Server(config, transport)
@@ -274,6 +361,27 @@ def measure_ours(
         "cpu_us_per_sample": 1e6 * (cpu1 - cpu0) / max(fwd1 - fwd0, 1),
         "server_cpu_frac": (cpu1 - cpu0) / (t1 - t0),
         "dropped": float(server["dropped"]),
+    }
+
+
+def measure_ceiling(pool: Pool, obs: str, workers: int, seconds: float) -> dict[str, float]:
+    """The same bytes and processes through bare PUSH -> relay -> PULL (no protocol)."""
+    now = time.time()
+    start = now + 0.6 + 0.03 * workers
+    end, stop_at = start + seconds, start + seconds + 0.3
+    pool.server_commands.put((HWM[obs], 0, 0, start, end, stop_at))
+    ((in_port, out_port),) = pool.expect("port")
+    pool.trainer_commands.put((f"tcp://127.0.0.1:{out_port}", "raw", start, end, stop_at))
+    for queue in pool.worker_commands[:workers]:
+        queue.put(("raw", f"tcp://127.0.0.1:{in_port}", obs, end))
+    pool.expect("worker", workers)
+    (marks,) = pool.expect("trainer")
+    (server,) = pool.expect("server")
+    rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(marks, marks[1:], strict=False)]
+    (t0, cpu0, fwd0), (t1, cpu1, fwd1) = server["marks"]
+    return {
+        "samples_per_s": statistics.median(rates) if rates else 0.0,
+        "cpu_us_per_sample": 1e6 * (cpu1 - cpu0) / max(fwd1 - fwd0, 1),
     }
 
 
@@ -430,6 +538,13 @@ def throughput(args: argparse.Namespace, pool: Pool, tmrl: str | None) -> None:
                 f"server CPU {r['cpu_us_per_sample']:.2f} us/sample "
                 f"({100 * r['server_cpu_frac']:.0f}% of a core), {r['dropped']:.0f} dropped"
             )
+            if not args.no_ceiling:
+                c = measure_ceiling(pool, obs, workers, args.seconds)
+                line += (
+                    f" | raw zmq {c['samples_per_s']:>9,.0f} samples/s "
+                    f"({c['cpu_us_per_sample']:.2f} us/sample), ours "
+                    f"{r['samples_per_s'] / max(c['samples_per_s'], 1):.2f}x of it"
+                )
             if tmrl and workers in args.tmrl_workers:
                 t = measure_tmrl(tmrl, obs, workers, args.seconds)
                 if t:
@@ -472,6 +587,9 @@ def main() -> None:
     parser.add_argument("--no-tmrl", action="store_true", help="skip tmrl/tlspyo")
     parser.add_argument(
         "--no-flow-control", action="store_true", help="workers ignore chunk credit"
+    )
+    parser.add_argument(
+        "--no-ceiling", action="store_true", help="skip the raw ZeroMQ ceiling runs"
     )
     parser.add_argument("--params", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--freshness-workers", type=int, default=16)

@@ -88,7 +88,7 @@ def test_all_problems_are_reported_together() -> None:
 def test_unknown_component_name_lists_known_ones() -> None:
     message = _error(["algorithm.kind=sca"])
     assert "unknown algorithm 'sca'" in message and "did you mean 'sac'" in message
-    assert "Known: sac" in message
+    assert "Known: redq, sac" in message
 
 
 def test_bad_import_path_module() -> None:

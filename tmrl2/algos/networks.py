@@ -61,6 +61,16 @@ class MLPConfig(ComponentConfig):
     """Nonlinearity after each hidden layer."""
 
 
+class HeadConfig(Protocol):
+    """What the MLP heads read from a model config (:class:`MLPConfig`, ``CNNConfig``)."""
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]: ...
+
+    @property
+    def activation(self) -> str: ...
+
+
 class Features(Protocol):
     """Observation batch -> ``(B, dim)`` float32 features."""
 
@@ -122,7 +132,7 @@ class SquashedGaussianActor(nn.Module):
 
     def __init__(
         self,
-        config: MLPConfig,
+        config: HeadConfig,
         obs_space: spaces.Space,
         action_space: spaces.Box,
         features: Features | None = None,
@@ -264,7 +274,7 @@ class QEnsemble(nn.Module):
 
     def __init__(
         self,
-        config: MLPConfig,
+        config: HeadConfig,
         obs_space: spaces.Space,
         action_space: spaces.Box,
         n: int = 2,

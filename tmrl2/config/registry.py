@@ -27,7 +27,10 @@ _BUILTINS: dict[str, dict[str, str]] = {
         "progress": "tmrl2.rewards.progress:ProgressReward",
     },
     "memory": {"ring": "tmrl2.memory.ring:RingMemory"},
-    "model": {"mlp": "tmrl2.algos.networks:MLPActorCritic"},
+    "model": {
+        "mlp": "tmrl2.algos.networks:MLPActorCritic",
+        "cnn": "tmrl2.algos.cnn:CNNActorCritic",
+    },
     "algorithm": {"sac": "tmrl2.algos.sac:SAC", "redq": "tmrl2.algos.redq:REDQ"},
 }
 

@@ -92,6 +92,9 @@ class TrainerConfig(ClientConfig):
     """The trainer waits for data when updates exceed this ratio times samples received."""
     publish_every_updates: int = Field(default=200, gt=0)
     """Weights are sent to the workers every this many updates."""
+    publish_every_s: float = Field(default=0.0, ge=0)
+    """Also publish every this many seconds when the weights changed since (0: off): keeps
+    workers fresh when updates are slow (images on a CPU)."""
     checkpoint_every_s: float = Field(default=60.0, gt=0)
     """Period of the atomic checkpoint written to the run folder."""
     save_memory: bool = False

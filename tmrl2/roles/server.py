@@ -6,7 +6,7 @@
     worker --chunk--> server --chunk (same frames)--> trainer   while the trainer has credit
                              \\-> bounded queue (oldest dropped, counted) otherwise
     trainer --credit n--> server: n more chunks may go to the trainer; the queue is flushed
-    server --credit 1--> worker: one of its chunks was forwarded (or dropped)
+    server --credit n--> worker: n of its chunks were forwarded (or dropped)
     trainer --weights--> server --weights--> each worker, once per weights message
 
 Every message is decoded and validated before use; a malformed one (undecodable, bad sizes,
@@ -17,9 +17,10 @@ refused while the first is registered (a restarted trainer with the same identit
 A peer that disconnects without ``bye`` is forgotten when a send to it finds it gone (the
 current trainer is probed with a ``ping`` when another trainer says hello).
 
-Backpressure: each worker's ``welcome`` grants it ``worker_credit`` chunks; the server returns
-one ``credit`` per chunk of that worker it forwarded or dropped. Workers whose socket honours
-credit (:class:`~tmrl2.net.transport.ClientSocket` does) slow down to the trainer's pace, and
+Backpressure: each worker's ``welcome`` grants it ``worker_credit`` chunks; the server gives
+one back per chunk of that worker it forwarded or dropped (batched, :data:`CREDIT_BATCH`).
+Workers whose socket honours credit (:class:`~tmrl2.net.transport.ClientSocket` does) slow
+down to the trainer's pace, and
 the queue holds at most ``worker_credit`` chunks per such worker (so nothing is dropped
 while ``workers x worker_credit <= max_queued_chunks``; the server warns otherwise).
 
@@ -57,6 +58,10 @@ WARN_PERIOD_S = 10.0
 """Shortest time between two warnings of the same sort (per peer for malformed messages)."""
 
 MAX_MESSAGES_PER_SERVE = 1000
+CREDIT_BATCH = 16
+"""Returned chunk credit is paid after at most this many handled messages: one ``credit``
+message per worker per batch rather than one per chunk (fewer sends, fewer decodes at the
+worker), while a worker's few credits still come back long before it runs dry."""
 """Messages handled by one :meth:`Server.serve_once` before the queue/weights bookkeeping."""
 
 SERVER_NAME = "tmrl2-server"
@@ -257,6 +262,8 @@ class Server:
         while item is not None:
             self._handle_safely(*item)
             handled += 1
+            if self._owed and handled % CREDIT_BATCH == 0:
+                self._pay_owed_credit()
             item = self._socket.recv(0) if handled < MAX_MESSAGES_PER_SERVE else None
         self._flush()
         self._push_weights()
@@ -467,18 +474,18 @@ class Server:
             self._return_credit(chunk.origin)
 
     def _return_credit(self, worker: bytes, n: int = 1) -> None:
-        """``n`` chunks of ``worker`` left the queue: it may send as many more. Credit that
-        finds the worker's queue full is owed and paid in a later round."""
-        if worker not in self._peers:
-            return
-        owed = self._owed.pop(worker, 0) + n
-        frames = self._credit_one if owed == 1 else encode(Message("credit", {"n": owed}))
-        if self._socket.send_frames(worker, frames) is SendResult.BUSY:
-            self._owed[worker] = owed
+        """``n`` chunks of ``worker`` left the queue: it may send as many more. The credit
+        is owed until :meth:`_pay_owed_credit` (see :data:`CREDIT_BATCH`)."""
+        if worker in self._peers:
+            self._owed[worker] = self._owed.get(worker, 0) + n
 
     def _pay_owed_credit(self) -> None:
-        for worker in list(self._owed):
-            self._return_credit(worker, 0)
+        """One ``credit`` message per owed worker; credit that finds the worker's queue full
+        stays owed for a later round."""
+        for worker, owed in list(self._owed.items()):
+            frames = self._credit_one if owed == 1 else encode(Message("credit", {"n": owed}))
+            if self._socket.send_frames(worker, frames) is not SendResult.BUSY:
+                del self._owed[worker]
 
     def _push_weights(self) -> None:
         """Send the latest weights to each worker that has not had them yet."""

@@ -3,7 +3,9 @@
 Flow control: the trainer grants the server ``credit`` chunks ahead and renews it as it
 consumes them, so experience never piles up unbounded in the trainer. Updates are capped at
 ``max_updates_per_sample`` times the samples received (it waits for data rather than
-over-fitting a small memory); weights go out every ``publish_every_updates`` updates.
+over-fitting a small memory); weights go out every ``publish_every_updates`` updates, or
+every ``publish_every_s`` seconds when that is set and the weights changed since (a slow
+learner, e.g. big images on a CPU, still refreshes its workers' policy on time).
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class Trainer:
         self._start = time.monotonic()
         last_report = last_ckpt = self._start
         last_publish_updates = self.counters["updates"]
+        last_publish_t = time.monotonic()
         client.send(Message("credit", {"n": self.cfg.credit}, {}))
         if self.counters["updates"]:
             self._publish(client)
@@ -104,11 +107,10 @@ class Trainer:
                 if consumed:
                     client.send(Message("credit", {"n": consumed}, {}))
                 self._update_burst()
-                updates = self.counters["updates"]
-                if updates - last_publish_updates >= self.cfg.publish_every_updates:
+                updates, now = self.counters["updates"], time.monotonic()
+                if self._publish_due(updates - last_publish_updates, now - last_publish_t):
                     self._publish(client)
-                    last_publish_updates = updates
-                now = time.monotonic()
+                    last_publish_updates, last_publish_t = updates, now
                 if now - last_report >= self.config.run.log_every_s:
                     self.reporter.report(self.metrics())
                     last_report = now
@@ -183,6 +185,16 @@ class Trainer:
             if self._feed_priorities and td_error is not None:
                 self.memory.update_priorities(batch.indices, td_error)
             self.counters["updates"] += 1
+
+    def _publish_due(self, new_updates: int, since_s: float) -> bool:
+        """Every ``publish_every_updates`` updates OR ``publish_every_s`` seconds (0: off),
+        whichever comes first; never the same weights twice."""
+        if new_updates <= 0:
+            return False
+        if new_updates >= self.cfg.publish_every_updates:
+            return True
+        every_s = self.cfg.publish_every_s
+        return every_s > 0 and since_s >= every_s
 
     def _publish(self, client: ClientSocket) -> None:
         self.counters["weights_version"] += 1

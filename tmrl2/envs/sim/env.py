@@ -82,6 +82,8 @@ class SimEnvConfig(ComponentConfig):
     """Step at ``1000 / time_step_ms`` Hz of wall clock through rtgym instead of fast mode."""
     max_episode_steps: int = Field(default=2400, gt=0)
     """Truncate the episode after this many steps (2 minutes at 50 ms)."""
+    lidar: bool = True
+    """A ``lidar`` observation (false: e.g. an image-only agent)."""
     lidar_beams: int = Field(default=19, ge=1)
     """LIDAR rays over the front half-plane, from 90 degrees left to 90 degrees right."""
     lidar_range_m: float = Field(default=100.0, gt=0)
@@ -142,10 +144,12 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         self.lidar = Lidar(self.track, cfg.lidar_beams, cfg.lidar_range_m)
         self.action_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
         parts: dict[str, spaces.Space[Any]] = {
-            "lidar": spaces.Box(0.0, 1.0, (cfg.lidar_history, cfg.lidar_beams), np.float32),
             "speed": spaces.Box(0.0, 1.0, (1,), np.float32),
             "prev_actions": spaces.Box(-1.0, 1.0, (cfg.action_history, 3), np.float32),
         }
+        if cfg.lidar:
+            lidar_shape = (cfg.lidar_history, cfg.lidar_beams)
+            parts["lidar"] = spaces.Box(0.0, 1.0, lidar_shape, np.float32)
         self.renderer: Renderer | None = None
         if cfg.image:
             self._camera = Camera(height_m=cfg.camera_height_m, pitch_deg=cfg.camera_pitch_deg)
@@ -185,7 +189,8 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         self._stuck_anchor_m = 0.0
         self._stuck_since = 0
         self._actions[:] = 0.0
-        self._lidar[:] = self._scan()
+        if self.config.lidar:
+            self._lidar[:] = self._scan()
         if self.renderer is not None:
             self._images[:] = self._render()
         info = self._info(wall_contact=False)
@@ -201,8 +206,9 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         self._steps += 1
         self._actions[:-1] = self._actions[1:]
         self._actions[-1] = act
-        self._lidar[:-1] = self._lidar[1:]
-        self._lidar[-1] = self._scan()
+        if cfg.lidar:
+            self._lidar[:-1] = self._lidar[1:]
+            self._lidar[-1] = self._scan()
         if self.renderer is not None:
             self._images[:-1] = self._images[1:]
             self._images[-1] = self._render()
@@ -234,7 +240,8 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         self.car.state.air_time_s = air_time_s
         self._respawns += 1
         self._stuck_anchor_m, self._stuck_since = self._progress_m, self._steps
-        self._lidar[:] = self._scan()
+        if self.config.lidar:
+            self._lidar[:] = self._scan()
         if self.renderer is not None:
             self._images[:] = self._render()
         return self._obs(), self._info(wall_contact=False)
@@ -297,10 +304,11 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
     def _obs(self) -> Obs:
         speed = min(self.car.state.speed / SPEED_REF_MS, 1.0)
         obs: Obs = {
-            "lidar": self._lidar.copy(),
             "speed": np.array([speed], np.float32),
             "prev_actions": self._actions.copy(),
         }
+        if self.config.lidar:
+            obs["lidar"] = self._lidar.copy()
         if self.renderer is not None:
             obs["image"] = self._images.copy()
         if self.config.preview_points:
