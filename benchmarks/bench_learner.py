@@ -1,14 +1,16 @@
-"""Learner throughput: SAC updates/s, training steps/s (sample + update), memory samples/s.
+"""Learner throughput, side by side with tmrl 0.7.1's agents: SAC updates/s and training
+steps/s (sample + update), REDQ (N=10, M=2, G=20) critic updates/s, the image CNN's updates/s.
 
-Setting: the default simulator observation space (LIDAR 19 + speed + 2 previous actions),
-3-D actions, MLP (256, 256), batch 256, a ring memory holding 100k random transitions. Each
-figure is the median over rounds; it is printed with its ratio to an anchor:
+Setting: tmrl's LIDAR observation (4 x 19 LIDAR history + speed + 2 previous actions, 83
+inputs), 3-D actions, MLP (256, 256) (tmrl's 265k-parameter actor-critic), batch 256, a memory
+of random transitions. Each figure is the median over rounds, printed with its ratio to:
 
-- SAC update: a CleanRL-style update (two separate Q networks evaluated one after the other,
-  default Adam), same sizes and hyperparameters;
-- memory sampling: a list of per-transition dicts (the tmrl 0.x layout) stacked per batch.
+- tmrl 0.7.1 (``SpinupSacAgent``, ``REDQSACAgent``, ``MemoryTMLidar``), run in its own virtual
+  environment in the same benchmark run (skipped with a message where it is not installed);
+- a CleanRL-style SAC update (two separate Q networks, default Adam), same sizes;
+- REDQ's arithmetic ceiling: FLOPs per critic update against the measured matmul rate.
 
-Run: ``python benchmarks/bench_learner.py`` (about 40 s on a 2-core machine).
+Run: ``python benchmarks/bench_learner.py`` (about 3 minutes on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from timing import rate
+from tmrl_baseline import run_tmrl
 from torch import nn
 
+from tmrl2.algos.cnn import CNNActorCritic, CNNConfig
 from tmrl2.algos.networks import MLPActorCritic, MLPConfig, mlp
+from tmrl2.algos.redq import REDQ, REDQConfig
 from tmrl2.algos.sac import SAC, SACConfig
 from tmrl2.memory.batch import Batch, chunk_spec
 from tmrl2.memory.ring import RingMemory, RingMemoryConfig
 
 OBS_SPACE = spaces.Dict(
-    lidar=spaces.Box(0, 1, (1, 19)),
+    lidar=spaces.Box(0, 1, (4, 19)),
     speed=spaces.Box(0, np.inf, (1,)),
     prev_actions=spaces.Box(-1, 1, (2, 3)),
 )
@@ -113,16 +118,133 @@ def list_memory_sampler(chunk: dict[str, np.ndarray], batch_size: int) -> Callab
     return sample
 
 
+TMRL_SCRIPT = r"""
+import json, statistics, sys, time
+import numpy as np, torch
+from gymnasium import spaces
+from tmrl.custom.custom_algorithms import SpinupSacAgent, REDQSACAgent
+from tmrl.custom.custom_memories import MemoryTMLidar, get_local_buffer_sample_lidar
+args = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+class Buffer:
+    stat_train_return = stat_test_return = 0.0
+    stat_train_steps = stat_test_steps = 0
+    def __init__(self, memory): self.memory = memory
+    def __len__(self): return len(self.memory)
+def samples(n):
+    out = []
+    for t in range(n):
+        act = rng.random(3, dtype=np.float32)
+        obs = (rng.random(1, dtype=np.float32), rng.random(19, dtype=np.float32), act, act)
+        out.append(get_local_buffer_sample_lidar(act, obs, 0.5, (t + 1) % 500 == 0, False, {}))
+    return out
+mem = MemoryTMLidar(memory_size=args["size"], batch_size=256, imgs_obs=4, act_buf_len=2,
+                    device="cpu")
+mem.append(Buffer(samples(args["size"])))
+obs_space = spaces.Tuple((spaces.Box(0, 1000, (1,)), spaces.Box(0, np.inf, (4, 19)),
+                          spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (3,))))
+act_space = spaces.Box(-1, 1, (3,))
+def rate(fn, calls):
+    fn()
+    out = []
+    for _ in range(args["rounds"]):
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        out.append(calls / (time.perf_counter() - t))
+    return statistics.median(out)
+res = {}
+for threads in args["threads"]:
+    torch.set_num_threads(threads)
+    batch = mem.sample()
+    sac = SpinupSacAgent(obs_space, act_space, device="cpu")
+    res["params"] = sum(p.numel() for p in sac.model.parameters())
+    res[f"sac_updates_{threads}"] = rate(lambda: sac.train(batch), args["updates"])
+    res[f"sac_steps_{threads}"] = rate(lambda: sac.train(mem.sample()), args["updates"])
+    # tmrl's REDQ crashes with a learned temperature and G > 1 (alpha_t is undefined between
+    # policy updates): its shipped REDQ config uses a fixed alpha, as here
+    redq = REDQSACAgent(obs_space, act_space, device="cpu", n=10, m=2,
+                        q_updates_per_policy_update=20, learn_entropy_coef=False, alpha=0.01)
+    res[f"redq_updates_{threads}"] = rate(lambda: redq.train(batch), args["updates"])
+print("RESULT " + json.dumps(res))
+"""
+
+
+def matmul_gflops(rounds: int) -> float:
+    """Measured float32 matmul rate of this process (256 x 256 by 256 x 256 blocks)."""
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    flops = 2 * 256**3
+    return rate(lambda: torch.mm(a, b), 200, rounds) * flops / 1e9
+
+
+def redq_flops(batch: int, hidden: int, n: int, m: int, g: int, in_dim: int = 86) -> float:
+    """FLOPs of one REDQ critic update (the actor's step amortized over ``g``)."""
+    q_mac = batch * (in_dim * hidden + hidden * hidden + hidden)  # one Q function, forward
+    actor_mac = batch * ((in_dim - 3) * hidden + hidden * hidden + hidden * 6)
+    critic = n * q_mac * 3  # forward + backward (two matmuls per layer)
+    target = m * q_mac + actor_mac  # M target critics and the actor on s'
+    policy = (n * q_mac * 3 + actor_mac * 3) / g  # actor step through all N critics
+    return 2.0 * (critic + target + policy)
+
+
+def cnn_updates(rounds: int, batch_size: int) -> float:
+    """SAC updates/s of the image agent (configs/sim_image.yaml's CNN, 4 x 64 x 64 grey)."""
+    obs = spaces.Dict(
+        image=spaces.Box(0, 255, (4, 64, 64), np.uint8),
+        speed=spaces.Box(0, 1, (1,), np.float32),
+        prev_actions=spaces.Box(-1, 1, (2, 3), np.float32),
+    )
+    model = CNNActorCritic(CNNConfig(), obs, ACTION_SPACE)
+    algo = SAC(SACConfig(batch_size=batch_size), model)
+    gen = torch.Generator().manual_seed(0)
+
+    def part() -> dict[str, torch.Tensor]:
+        return {
+            "image": torch.randint(
+                0, 256, (batch_size, 4, 64, 64), generator=gen, dtype=torch.uint8
+            ),
+            "speed": torch.rand(batch_size, 1),
+            "prev_actions": torch.rand(batch_size, 2, 3),
+        }
+
+    batch = Batch(
+        obs=part(),
+        action=torch.rand(batch_size, 3) * 2 - 1,
+        reward=torch.rand(batch_size),
+        next_obs=part(),
+        terminated=torch.zeros(batch_size),
+        weights=torch.ones(batch_size),
+        indices=np.arange(batch_size),
+    )
+    return rate(lambda: algo.update(batch), 3, rounds)
+
+
+def ratio(mine: float, base: dict[str, float] | None, key: str) -> str:
+    if base is None or key not in base:
+        return ""
+    return f"  x{mine / base[key]:.2f} vs tmrl {base[key]:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--threads", type=int, nargs="+", default=[1, 2], help="torch threads to try"
-    )
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="torch threads")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per figure (median taken)")
     parser.add_argument("--updates", type=int, default=30, help="updates per round")
-    parser.add_argument("--size", type=int, default=100_000, help="transitions in the memory")
-    parser.add_argument("--device", default="cpu", help="torch device of the learner")
+    parser.add_argument("--size", type=int, default=50_000, help="transitions in the memory")
+    parser.add_argument("--device", default="cpu", help="torch device of our learner")
+    parser.add_argument("--no-tmrl", action="store_true", help="skip tmrl's figures")
+    parser.add_argument("--tmrl-python", default=None, help="tmrl's interpreter")
     args = parser.parse_args()
+
+    base = None
+    if not args.no_tmrl:
+        payload = {
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "updates": args.updates,
+            "size": args.size,
+        }
+        base = run_tmrl(TMRL_SCRIPT, payload, home="home_lidar_redq", python=args.tmrl_python)
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -133,37 +255,53 @@ def main() -> None:
     memory.append(chunk)
     config = SACConfig(batch_size=256)  # tmrl's batch, for the side-by-side figures
     hidden = (256, 256)
-    sac = SAC(
-        config, MLPActorCritic(MLPConfig(hidden_sizes=hidden), OBS_SPACE, ACTION_SPACE), args.device
-    )
-    anchor = CleanRLStyleSAC(
-        MLPActorCritic(MLPConfig(hidden_sizes=hidden), OBS_SPACE, ACTION_SPACE), hidden
-    )
-    list_sample = list_memory_sampler({k: v[:20_000] for k, v in chunk.items()}, config.batch_size)
-    batch = memory.sample(config.batch_size)
-    cpu_batch = batch if args.device == "cpu" else None
 
+    def model() -> MLPActorCritic:
+        return MLPActorCritic(MLPConfig(hidden_sizes=hidden), OBS_SPACE, ACTION_SPACE)
+
+    sac = SAC(config, model(), args.device)
+    redq_cfg = REDQConfig(batch_size=256, n_critics=10, m_target=2, policy_delay=20)
+    redq = REDQ(redq_cfg, model(), args.device)
+    anchor = CleanRLStyleSAC(model(), hidden)
+    batch = memory.sample(config.batch_size)
+    params = sum(p.numel() for p in sac.model.parameters())
     print(
-        f"device {args.device}, batch {config.batch_size}, hidden {hidden}, memory {len(memory):,} "
-        f"transitions ({memory.bytes_per_transition} B each), median of {args.rounds} rounds"
+        f"device {args.device}, batch {config.batch_size}, hidden {hidden} ({params:,} "
+        f"parameters; tmrl: {base.get('params', 0) if base else '-'}), median of "
+        f"{args.rounds} rounds"
     )
+    gflops = matmul_gflops(args.rounds)
     for threads in args.threads:
         torch.set_num_threads(threads)
-        samples = rate(lambda: memory.sample(config.batch_size), 20 * args.updates, args.rounds)
-        list_samples = rate(list_sample, 2 * args.updates, args.rounds)
         updates = rate(lambda: sac.update(batch), args.updates, args.rounds)
         steps = rate(
             lambda: sac.update(memory.sample(config.batch_size)), args.updates, args.rounds
         )
-        line = f"threads {threads}: SAC updates/s {updates:7.1f}"
-        if cpu_batch is not None:
-            anchor_updates = rate(lambda: anchor.update(cpu_batch), args.updates, args.rounds)
-            line += f" (x{updates / anchor_updates:.2f} vs CleanRL-style {anchor_updates:.1f})"
-        print(line)
-        print(f"threads {threads}: training steps/s (sample + update) {steps:7.1f}")
+        redq_updates = rate(lambda: redq.update(batch), args.updates, args.rounds)
+        anchor_updates = rate(lambda: anchor.update(batch), args.updates, args.rounds)
         print(
-            f"threads {threads}: memory sample batches/s {samples:9.0f} "
-            f"(x{samples / list_samples:.1f} vs list of dicts {list_samples:.0f})"
+            f"threads {threads}: SAC updates/s {updates:7.1f}"
+            f"{ratio(updates, base, f'sac_updates_{threads}')}"
+            f"  x{updates / anchor_updates:.2f} vs CleanRL-style {anchor_updates:.1f}"
+        )
+        print(
+            f"threads {threads}: SAC training steps/s (sample + update) {steps:7.1f}"
+            f"{ratio(steps, base, f'sac_steps_{threads}')}"
+        )
+        flops = redq_flops(256, hidden[0], 10, 2, 20)
+        ceiling = gflops * 1e9 / flops
+        print(
+            f"threads {threads}: REDQ N=10 M=2 G=20 critic updates/s {redq_updates:7.1f}"
+            f"{ratio(redq_updates, base, f'redq_updates_{threads}')}"
+        )
+        print(
+            f"threads {threads}: REDQ ceiling: {flops / 1e6:.0f} MFLOP per critic update at "
+            f"{gflops:.1f} GFLOP/s (1 thread matmul) = {ceiling:.0f} updates/s; "
+            f"reached {redq_updates / ceiling:.0%}"
+        )
+        cnn = cnn_updates(max(3, args.rounds // 2), 64)
+        print(
+            f"threads {threads}: image CNN (4 x 64 x 64, DrQ) SAC updates/s at batch 64 {cnn:7.1f}"
         )
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field, model_validator
 
+from tmrl2.algos.cnn import CNNActorCritic
+from tmrl2.algos.networks import MLPActorCritic
 from tmrl2.algos.sac import SAC, SACConfig
 
 
@@ -43,7 +45,10 @@ class REDQ(SAC):
     policy_reduce = "mean"
 
     def __init__(
-        self, config: REDQConfig, model: torch.nn.Module, device: str | torch.device = "cpu"
+        self,
+        config: REDQConfig,
+        model: MLPActorCritic | CNNActorCritic,
+        device: str | torch.device = "cpu",
     ):
         if getattr(model.critic, "n_critics", None) != config.n_critics:
             set_critics = getattr(model, "set_critics", None)
@@ -53,7 +58,7 @@ class REDQ(SAC):
                     f"{type(model).__name__} has no set_critics(n)"
                 )
             set_critics(config.n_critics)
-        super().__init__(config, model, device)  # type: ignore[arg-type]
+        super().__init__(config, model, device)
         self._n, self._m = config.n_critics, config.m_target
 
     def _target_q(

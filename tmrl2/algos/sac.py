@@ -20,6 +20,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from tmrl2.algos.cnn import CNNActorCritic
 from tmrl2.algos.networks import MLPActorCritic
 from tmrl2.algos.policy import actor_weights
 from tmrl2.config.base import ComponentConfig
@@ -144,7 +145,10 @@ class SAC:
     Config = SACConfig
 
     def __init__(
-        self, config: SACConfig, model: MLPActorCritic, device: str | torch.device = "cpu"
+        self,
+        config: SACConfig,
+        model: MLPActorCritic | CNNActorCritic,
+        device: str | torch.device = "cpu",
     ) -> None:
         """Args:
         config: the ``algorithm`` section.
