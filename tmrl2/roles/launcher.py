@@ -14,6 +14,7 @@ import logging
 import multiprocessing as mp
 import signal
 import socket
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +59,19 @@ def new_run_dir(config: Config) -> Path:
     return path
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time (it may be swapped after set-up, as
+    test runners and notebooks do; a handler bound to the old stream would fail)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(level: int = logging.INFO, role: str = "") -> None:
     """Plain log lines on stderr, tagged with the role."""
     tag = f"[{role}] " if role else ""
@@ -66,6 +80,7 @@ def setup_logging(level: int = logging.INFO, role: str = "") -> None:
         format=f"%(asctime)s {tag}%(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         force=True,
+        handlers=[_CurrentStderr()],
     )
 
 
