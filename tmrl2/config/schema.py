@@ -100,6 +100,12 @@ class TrainerConfig(ClientConfig):
     save_memory: bool = False
     """Also save the replay memory (raw arrays, ``<run>/memory/``) with each checkpoint, and
     reload it on resume (costs disk and time for large memories)."""
+    record_trajectories: bool = False
+    """Write every transition received to ``trajectories.h5`` in the run folder, on a
+    background thread (HDF5; read back with ``preload``; see docs/memory.md)."""
+    preload: list[str] = []
+    """HDF5 trajectory files loaded into the replay memory at start-up (offline pre-training,
+    demonstrations); they must match the env's observation and action spaces."""
     credit: int = Field(default=16, gt=0)
     """Chunks the trainer lets the server send ahead of consumption (flow control)."""
 

@@ -22,6 +22,7 @@ from tmrl2.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from tmrl2.config.load import dump_config
 from tmrl2.config.schema import Config
 from tmrl2.envs.factory import build_env
+from tmrl2.memory.recorder import TrajectoryWriter, load_into
 from tmrl2.net.codec import Message
 from tmrl2.net.transport import ClientSocket
 from tmrl2.roles.common import NeverStop, StopFlag, connect, set_torch_threads
@@ -30,6 +31,8 @@ from tmrl2.telemetry.progress import ProgressReporter, RateMeter
 
 log = logging.getLogger(__name__)
 
+TRAJECTORIES_NAME = "trajectories.h5"
+"""HDF5 file of the received transitions (``trainer.record_trajectories``)."""
 MEMORY_DIR = "memory"
 """Folder of the saved replay memory inside the run folder."""
 
@@ -67,6 +70,13 @@ class Trainer:
         self.memory = build_memory(config, obs_space, action_space, self.device)
         self.batch_size = int(getattr(config.algorithm, "batch_size", 256))
         self._feed_priorities = bool(getattr(self.memory, "wants_priorities", False))
+        for path in self.cfg.preload:
+            rows = load_into(self.memory, path)
+            log.info("preloaded %d transitions from %s", rows, path)
+        self.recorder: TrajectoryWriter | None = None
+        if self.cfg.record_trajectories and run_dir is not None:
+            self.recorder = TrajectoryWriter(run_dir / TRAJECTORIES_NAME)
+        self._sources: dict[str, int] = {}
         self.counters = {
             "samples": 0,
             "updates": 0,
@@ -122,6 +132,8 @@ class Trainer:
             self._publish(client)
             client.send(Message("bye", {}, {}))
             client.close()
+            if self.recorder is not None:
+                self.recorder.close()  # drains the queue: a clean stop loses no episode
             self.reporter.report(self.metrics())
             self.reporter.close()
         summary = self.metrics()
@@ -162,6 +174,10 @@ class Trainer:
 
     def _ingest(self, msg: Message) -> None:
         self.memory.append(msg.arrays)
+        if self.recorder is not None:
+            worker = str(msg.meta.get("worker", ""))
+            source = self._sources.setdefault(worker, len(self._sources))
+            self.recorder.append(msg.arrays, source)
         self.counters["samples"] += int(msg.meta["n"])
         self.counters["chunks"] += 1
         self.counters["worker_policy_version"] = max(
