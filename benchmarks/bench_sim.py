@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from timing import rate
 
 from tmrl2.envs.sim.autopilot import Autopilot, drive_lap
 from tmrl2.envs.sim.env import SimEnv, SimEnvConfig
@@ -139,13 +140,37 @@ def realtime(seconds: float) -> None:
     )
 
 
+def batch_throughput(sizes: list[int], rounds: int) -> None:
+    """Car-steps/s of :class:`SimBatch` (LIDAR observations, full gas, slight steer)."""
+    from tmrl2.envs.sim.vec import SimBatch
+
+    for n in sizes:
+        batch = SimBatch(n, SimEnvConfig())
+        batch.reset()
+        actions = np.tile(np.array([[1.0, 0.0, 0.05]], np.float32), (n, 1))
+        per_s = rate(lambda batch=batch, actions=actions: batch.step(actions), 50, rounds)
+        print(
+            f"vectorized batch of {n:4d} cars: {per_s * n:9,.0f} car-steps/s "
+            f"(issue 3's target for 64 cars: 200,000)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000, help="steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per driver (median)")
     parser.add_argument("--generated", type=int, default=100, help="generated tracks to drive")
     parser.add_argument("--realtime-s", type=float, default=0.0, help="real-time run (s)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        nargs="*",
+        default=[1, 64, 256],
+        help="cars per vectorized batch to time (none: skip)",
+    )
     args = parser.parse_args()
+    if args.batch:
+        batch_throughput(args.batch, args.rounds)
     if args.steps:
         throughput(args.steps, args.rounds)
         bundled()
