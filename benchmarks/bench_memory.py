@@ -21,11 +21,9 @@ absent its figures are skipped with a message. Run::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,12 +33,12 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from timing import rate
+from tmrl_baseline import run_tmrl
 
 from tmrl2.memory.ring import RingMemory, RingMemoryConfig
 
 BATCH = 256
 CHUNK = 100
-BASELINE = Path(os.environ.get("TMRL_BASELINE_DIR", Path.home() / ".cache/tmrl-baseline"))
 
 LIDAR_SPACE = spaces.Dict(
     lidar=spaces.Box(0, 1, (4, 19), np.float32),
@@ -281,20 +279,7 @@ print("RESULT " + json.dumps(res))
 """
 
 
-def find_tmrl_python(explicit: str | None) -> Path | None:
-    candidate = Path(explicit) if explicit else BASELINE / "venv/bin/python"
-    return candidate if candidate.is_file() else None
-
-
 def tmrl(args: argparse.Namespace) -> dict[str, float] | None:
-    python = find_tmrl_python(args.tmrl_python)
-    if python is None:
-        print(
-            "tmrl 0.7.1 not found (looked for "
-            f"{args.tmrl_python or BASELINE / 'venv/bin/python'}): skipping its figures; "
-            "install it with /work/shared/tools/install_tmrl_baseline.sh"
-        )
-        return None
     folder = Path(tempfile.mkdtemp(prefix="bench-tmrl-", dir=args.tmp))
     payload = {
         "rounds": args.rounds,
@@ -302,25 +287,16 @@ def tmrl(args: argparse.Namespace) -> dict[str, float] | None:
         "image_size": args.image_size,
         "pickle_path": str(folder / "data.pkl"),
     }
-    env = {**os.environ, "HOME": str(BASELINE / "home_full"), "OMP_NUM_THREADS": "1"}
     try:
-        proc = subprocess.run(
-            [str(python), "-c", TMRL_SCRIPT, json.dumps(payload)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=args.tmrl_timeout_s,
+        return run_tmrl(
+            TMRL_SCRIPT,
+            payload,
+            home="home_full",
+            timeout_s=args.tmrl_timeout_s,
+            python=args.tmrl_python,
         )
-    except subprocess.TimeoutExpired:
-        print(f"tmrl benchmark took longer than {args.tmrl_timeout_s} s: skipping its figures")
-        return None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return dict(json.loads(line[len("RESULT ") :]))
-    print(f"tmrl benchmark failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return None
 
 
 ROWS = [
