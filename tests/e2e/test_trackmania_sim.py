@@ -115,3 +115,23 @@ def test_realtime_clock_through_rtgym() -> None:
     finally:
         server.stop()
         thread.join(5)
+
+
+def test_maps_cycle_between_episodes(sim_server: int) -> None:
+    config = load_config(None, [*_tm(sim_server), "env.maps=[ring, alpine]"])
+    env = build_env(config)
+    seen = []
+    for seed in range(3):
+        _, info = env.reset(seed=seed)
+        env.step(np.array([1.0, 0.0, 0.0], np.float32))
+        seen.append(info["map"])
+    assert seen == ["ring", "alpine", "ring"]
+    assert info["track_length_m"] > 100.0  # each map's own centerline is the reference
+    env.close()
+
+
+def test_one_reference_per_map_is_checked() -> None:
+    from tmrl2.config.load import ConfigError
+
+    with pytest.raises(ConfigError, match="one recorded lap per map"):
+        load_config(None, ["env.kind=trackmania", "env.maps=[a, b]", "env.references=[x.npy]"])

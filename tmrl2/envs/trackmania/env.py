@@ -23,7 +23,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tmrl2.bridge import protocol as p
 from tmrl2.bridge.errors import BridgeError, CommandFailed
@@ -106,6 +106,18 @@ class TrackManiaConfig(ComponentConfig):
     """Preview coordinates are divided by this and clipped to [-1, 1]."""
     maps: list[str] = []
     """Maps to cycle through, one per episode, with LOAD_MAP (empty: stay on the open map)."""
+    references: list[str] = []
+    """One recorded lap (``.npy``) per entry of ``maps``, in the same order: each map's
+    progress is measured along its own line (overrides ``reference``)."""
+
+    @model_validator(mode="after")
+    def _one_reference_per_map(self) -> TrackManiaConfig:
+        if self.references and len(self.references) != len(self.maps):
+            raise ValueError(
+                f"env.references has {len(self.references)} entries for {len(self.maps)} maps: "
+                "give one recorded lap per map, in the same order"
+            )
+        return self
     max_episode_steps: int = Field(default=2400, gt=0)
     """Truncate the episode after this many steps."""
     stuck_steps: int = Field(default=100, gt=0)
@@ -150,6 +162,7 @@ class TrackManiaWorld:
         self.line: ReferenceLine | None = None
         self.map_uid = ""
         self._map_index = -1
+        self._loaded_map: int | None = None
         self._lidar = ImageLidar(
             *cfg.lidar_image_size, cfg.lidar_beams, cfg.lidar_road_gray, cfg.lidar_origin_row
         )
@@ -214,13 +227,18 @@ class TrackManiaWorld:
         cfg = self.config
         if cfg.maps:
             self._map_index = (self._map_index + 1) % len(cfg.maps)
-            if len(cfg.maps) > 1 or self.line is None:
+            if self._loaded_map != self._map_index:
                 path = cfg.maps[self._map_index]
                 self.map_uid = self.client.load_map(path) or Path(path).stem
+                self._loaded_map = self._map_index
                 self.line = None
+                if cfg.references:
+                    self.line = ReferenceLine.load(cfg.references[self._map_index])
+        before = self.client.latest
         self._command("restart")
         self.client.events()  # drop the previous episode's events
-        state = self.client.wait_state()
+        # never a frame of the episode that just ended
+        state = self.client.wait_state(episode=before.episode + 1 if before else None)
         if self.line is None and cfg.reference:
             self._load_reference()
         if not self.map_uid and self.client.caps & p.Caps.TRACK_INFO:
