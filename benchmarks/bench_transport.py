@@ -56,13 +56,16 @@ OBS_SHAPES: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
         "prev_actions": ((2, 3), "float32"),
     },
     "image": {"images": ((4, 64, 64), "uint8"), "speed": ((1,), "float32")},
+    # the same image transitions in the compact layout (tmrl2.memory.compact): each distinct
+    # frame once (a 4-frame history sliding by one frame per step), histories as indices
+    "image_compact": {"images": ((4, 64, 64), "uint8"), "speed": ((1,), "float32")},
 }
-HWM = {"lidar": 100, "image": 4}
+HWM = {"lidar": 100, "image": 4, "image_compact": 20}
 """Messages queued per peer: image chunks are 3.3 MB, 32 workers x 100 of them would not fit."""
-MAX_QUEUED = {"lidar": 512, "image": 32}
-WORKER_CREDIT = {"lidar": 8, "image": 1}
+MAX_QUEUED = {"lidar": 512, "image": 32, "image_compact": 128}
+WORKER_CREDIT = {"lidar": 8, "image": 1, "image_compact": 4}
 """Chunks in flight per worker: workers x credit must fit the server's queue (no drops)."""
-CREDIT = {"lidar": 64, "image": 16}
+CREDIT = {"lidar": 64, "image": 16, "image_compact": 32}
 DEFAULT_TMRL_PYTHON = Path.home() / ".cache/tmrl-baseline/venv/bin/python"
 
 
@@ -73,6 +76,13 @@ def chunk_arrays(obs: str, seed: int) -> dict[str, np.ndarray]:
     n = CHUNK_STEPS
     arrays: dict[str, np.ndarray] = {}
     for key, (shape, dtype) in OBS_SHAPES[obs].items():
+        if obs == "image_compact" and dtype == "uint8":
+            history = shape[0]
+            arrays[f"frames/{key}"] = rng.integers(0, 256, (n + history, *shape[1:]), np.uint8)
+            rows = np.arange(n)[:, None] + np.arange(history)[None, :]
+            arrays[f"obs_index/{key}"] = rows.astype(np.int32)
+            arrays[f"next_index/{key}"] = (rows + 1).astype(np.int32)
+            continue
         for prefix in ("obs", "next_obs"):
             if dtype == "uint8":
                 arrays[f"{prefix}/{key}"] = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
@@ -545,7 +555,7 @@ def throughput(args: argparse.Namespace, pool: Pool, tmrl: str | None) -> None:
                     f"({c['cpu_us_per_sample']:.2f} us/sample), ours "
                     f"{r['samples_per_s'] / max(c['samples_per_s'], 1):.2f}x of it"
                 )
-            if tmrl and workers in args.tmrl_workers:
+            if tmrl and workers in args.tmrl_workers and obs in ("lidar", "image"):
                 t = measure_tmrl(tmrl, obs, workers, args.seconds)
                 if t:
                     baseline[obs] = max(baseline.get(obs, 0.0), t["samples_per_s"])
@@ -553,8 +563,9 @@ def throughput(args: argparse.Namespace, pool: Pool, tmrl: str | None) -> None:
                         f" | tmrl/tlspyo {t['samples_per_s']:>8,.0f} samples/s, "
                         f"ratio {r['samples_per_s'] / max(t['samples_per_s'], 1):.1f}x"
                     )
-            elif obs in baseline:
-                line += f" | {r['samples_per_s'] / baseline[obs]:.1f}x tmrl's best"
+            elif obs.split("_")[0] in baseline:  # compact images: against tmrl's images
+                best = baseline[obs.split("_")[0]]
+                line += f" | {r['samples_per_s'] / best:.1f}x tmrl's best"
             print(line, flush=True)
     if tmrl is None:
         print(
@@ -581,7 +592,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="measured time per setting")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16, 32])
-    parser.add_argument("--obs", nargs="+", default=["lidar", "image"], choices=list(OBS_SHAPES))
+    parser.add_argument(
+        "--obs", nargs="+", default=["lidar", "image", "image_compact"], choices=list(OBS_SHAPES)
+    )
     parser.add_argument("--tmrl-workers", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--tmrl-python", help="python of the tmrl 0.7.1 baseline venv")
     parser.add_argument("--no-tmrl", action="store_true", help="skip tmrl/tlspyo")

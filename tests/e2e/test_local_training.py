@@ -17,6 +17,7 @@ from tmrl2.config.load import load_config
 from tmrl2.roles.launcher import launch_all
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).parents[2]
 
 SMALL = [
     "run.eval_episodes=0",
@@ -160,3 +161,27 @@ def _alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_image_job_runs_through_the_roles_with_compact_frames(tmp_path: Path) -> None:
+    """configs/sim_image.yaml end to end: CNN + DrQ, frames sent once, expanded by the
+    trainer into a memory that stores each frame once."""
+    config = load_config(
+        ROOT / "configs" / "sim_image.yaml",
+        [
+            "run.eval_episodes=0",
+            "run.steps=700",
+            "run.minutes=2",
+            "trainer.start_samples=300",
+            "worker.random_steps=300",
+            "memory.capacity=5000",
+            "algorithm.batch_size=16",
+            f"run.dir={tmp_path}",
+        ],
+    )
+    assert config.worker.compact_frames
+    run = launch_all(config, tmp_path / "run")
+    run.wait()
+    assert all(code == 0 for code in run.exit_codes().values()), run.exit_codes()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["samples"] >= 700 and summary["updates"] > 0

@@ -77,6 +77,9 @@ class WorkerConfig(ClientConfig):
     """Torch threads for policy inference (1 is fastest for batch-1 MLPs)."""
     compression: Literal["none", "lz4"] = "none"
     """Compression of the chunks sent (``lz4`` pays off for images on slow links)."""
+    compact_frames: bool = True
+    """Send each frame of an image history once per chunk, with index histories (about 8x
+    fewer bytes for 4 frames); the trainer expands them (see ``tmrl2.memory.compact``)."""
 
 
 class TrainerConfig(ClientConfig):

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from tmrl2.memory.compact import PREFIXES as COMPACT_PREFIXES
+from tmrl2.memory.compact import check_compact
 from tmrl2.net.errors import DecodeError
 
 KINDS: frozenset[str] = frozenset(
@@ -145,6 +147,10 @@ def _check_chunk_names(names: Iterable[str]) -> None:
             obs.add(name[3:])
         elif name == "next_obs" or name.startswith("next_obs/"):
             next_obs.add(name[8:])
+        elif name.startswith(COMPACT_PREFIXES):
+            key = "/" + name.split("/", 1)[1]  # a compact image history (memory/compact.py)
+            obs.add(key)
+            next_obs.add(key)
         else:
             raise DecodeError(f"chunk carries an unknown array {name!r}")
     if missing:
@@ -165,8 +171,14 @@ def _check_chunk(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> N
         _check_episode(episode, f"chunk episode {i}")
     _check_chunk_names(arrays)
     for name, array in arrays.items():
+        if name.startswith(COMPACT_PREFIXES[0]):
+            continue  # the distinct frames: their own count
         if array.ndim == 0 or array.shape[0] != n:
             raise DecodeError(f"chunk array {name!r} has shape {array.shape}, expected ({n}, ...)")
+    try:
+        check_compact(arrays, n)
+    except ValueError as exc:
+        raise DecodeError(f"chunk: {exc}") from None
 
 
 def _check_credit(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:

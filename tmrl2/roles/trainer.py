@@ -22,6 +22,7 @@ from tmrl2.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from tmrl2.config.load import dump_config
 from tmrl2.config.schema import Config
 from tmrl2.envs.factory import build_env
+from tmrl2.memory.compact import expand_chunk
 from tmrl2.memory.recorder import TrajectoryWriter, load_into
 from tmrl2.net.codec import Message
 from tmrl2.net.transport import ClientSocket
@@ -173,11 +174,12 @@ class Trainer:
         return consumed
 
     def _ingest(self, msg: Message) -> None:
-        self.memory.append(msg.arrays)
+        arrays = expand_chunk(msg.arrays)  # image histories may arrive once per frame
+        self.memory.append(arrays)
         if self.recorder is not None:
             worker = str(msg.meta.get("worker", ""))
             source = self._sources.setdefault(worker, len(self._sources))
-            self.recorder.append(msg.arrays, source)
+            self.recorder.append(arrays, source)
         self.counters["samples"] += int(msg.meta["n"])
         self.counters["chunks"] += 1
         self.counters["worker_policy_version"] = max(

@@ -49,7 +49,10 @@ class Worker:
         self.actor.eval()
         assert isinstance(self.env.action_space, gym.spaces.Box), "actions must be a Box"
         self.chunk = ChunkBuilder(
-            self.env.observation_space, self.env.action_space, self.cfg.chunk_steps
+            self.env.observation_space,
+            self.env.action_space,
+            self.cfg.chunk_steps,
+            compact=self.cfg.compact_frames,
         )
         self.env.action_space.seed(self.seed + 1)
         self.address = address
