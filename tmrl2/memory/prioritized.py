@@ -25,7 +25,7 @@ from pydantic import Field
 
 from tmrl2.config.base import FrozenModel
 from tmrl2.memory.sampler import Sampler, check_sizes
-from tmrl2.memory.sumtree import FANOUT, MinTree, SumTree
+from tmrl2.memory.sumtree import BLOCK, MinTree, SumTree
 
 
 class PrioritizedConfig(FrozenModel):
@@ -165,10 +165,8 @@ class PrioritizedSampler(Sampler):
     @staticmethod
     def bytes_for(capacity: int) -> int:
         """Bytes this sampler reserves for ``capacity`` rows (priorities and two trees)."""
-        width = FANOUT
-        while width < capacity:
-            width *= FANOUT
-        return 8 * capacity + 2 * 8 * (width * FANOUT) // (FANOUT - 1)
+        blocks = -(-capacity // BLOCK)
+        return 8 * capacity + 2 * 8 * (blocks * BLOCK + blocks)
 
     @property
     def nbytes(self) -> int:
