@@ -114,7 +114,7 @@ def realtime(seconds: float) -> None:
     config = SimEnvConfig(realtime=True)
     env = make_realtime_sim_env(config)
     pilot = Autopilot(load_track(config.track))
-    inner = env.unwrapped.interface.sim  # type: ignore[attr-defined]
+    inner = env.unwrapped.interface.world.sim  # type: ignore[attr-defined]
     step_s = config.time_step_ms / 1000.0
     errors: list[float] = []
     try:

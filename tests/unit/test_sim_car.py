@@ -221,3 +221,19 @@ def test_default_track_has_no_jumps_for_the_autopilot() -> None:
         road = track.height(car.state.seg, car.state.s)
         assert road <= car.state.y < road + car.params.contact_m
     assert car.state.air_time_s == 0.0
+
+
+def test_each_wheel_reports_the_surface_under_it() -> None:
+    """Open borders: a car straddling the right border has its right wheels on the grass and
+    its left wheels on the road; turned across the road, front and rear wheels differ."""
+    road = build_track(
+        "open", [(0.0, 0.0, 0.0), (500.0, 0.0, 0.0), (1000.0, 0.0, 0.0)], 12.0, walls=False
+    )
+    car = Car(road)
+    car.reset(s=100.0, offset=-6.0)  # the centre on the right border (half width 6 m)
+    assert car.wheel_surfaces() == (ROAD, GRASS, ROAD, GRASS)
+    car.reset(s=100.0, offset=0.0)
+    assert car.wheel_surfaces() == (ROAD,) * 4
+    # facing the left border, 5 m left of the centre: front wheels past it, rear ones not
+    car.reset(s=100.0, offset=5.0, heading_offset=-math.pi / 2)
+    assert car.wheel_surfaces() == (GRASS, GRASS, ROAD, ROAD)

@@ -26,6 +26,8 @@ INFO_KEYS = {
     "gear",
     "rpm",
     "surface",
+    "wheel_surfaces",
+    "wheel_contact",
     "airborne",
     "air_time_s",
     "respawns",

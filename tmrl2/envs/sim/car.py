@@ -22,8 +22,8 @@ substep:
    faster than gravity (a crest at speed) the car flies, and while its wheels are more than
    ``contact_m`` above the road it is airborne: no steering, traction, brakes or grip.
 
-All per-substep arithmetic is on Python floats: at one car, numpy's per-call overhead would
-cost more than the maths.
+The arithmetic lives in :mod:`tmrl2.envs.sim.kernels` (compiled by numba), shared by this
+single car and the batch of cars (:class:`~tmrl2.envs.sim.vec.SimBatch`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
+from tmrl2.envs.sim import kernels
 from tmrl2.envs.sim.track import GRASS, Track
+
+_FLOAT_FIELDS = kernels.STATE_FIELDS[:12]
+WHEELS = ("FL", "FR", "RL", "RR")
+"""Wheel order of :meth:`Car.wheel_surfaces` (and of the protocol's wheel bits)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,12 @@ class Car:
         self.track = track
         self.params = params or CarParams()
         self.state = CarState()
+        self._table = kernels.track_tables(track)[0]
+        self._packed = kernels.pack_params(self.params, track)
+        self._packed_for = (self.params, track)
+        self._row = np.zeros((1, kernels.NSTATE))
+        self._controls = np.zeros((1, 3))
+        self._hit = np.zeros(1, np.bool_)
 
     def reset(self, s: float = 0.0, offset: float = 0.0, heading_offset: float = 0.0) -> None:
         """Stand still at arc length ``s``, ``offset`` left of the centerline, facing the road
@@ -166,151 +179,40 @@ class Car:
         self.state.rpm = self.params.idle_rpm
         self.state.surface = self.track.surface(seg)
 
+    def wheel_surfaces(self) -> tuple[int, int, int, int]:
+        """Surface code under each wheel (:data:`WHEELS` order): the wheels sit at the corners
+        of the car's footprint (half the wheelbase ahead and behind, half the width to each
+        side), so one wheel can be on the grass while the others are on the road. The point
+        car has one height: all four wheels touch the ground or none does (``airborne``)."""
+        st, p, track = self.state, self.params, self.track
+        c, sn = math.cos(st.heading), math.sin(st.heading)
+        ahead, side = 0.5 * p.wheelbase_m, p.half_width_m
+        codes = []
+        for fwd, left in ((ahead, side), (ahead, -side), (-ahead, side), (-ahead, -side)):
+            # forward is (c, sn) in (x, z); left of it is (sn, -c)
+            x, z = st.x + fwd * c + left * sn, st.z + fwd * sn - left * c
+            seg, _, offset = track.project(x, z, st.seg)
+            codes.append(GRASS if abs(offset) > track.half_width(seg) else track.surface(seg))
+        return codes[0], codes[1], codes[2], codes[3]
+
     def step(self, gas: float, brake: float, steer: float, duration_s: float) -> bool:
         """Drive ``duration_s`` with these controls (gas, brake in [0, 1], steer in [-1, 1],
         positive right); return whether the car touched a wall."""
-        substeps = max(1, math.ceil(duration_s / self.params.substep_s - 1e-9))
-        dt = duration_s / substeps
-        contact = False
-        for _ in range(substeps):
-            self._move(gas, brake, steer, dt)
-            contact = self._collide(dt) or contact
-            self._vertical(dt)
-        return contact
-
-    def _move(self, gas: float, brake: float, steer: float, dt: float) -> None:
-        p, st = self.params, self.state
-        if st.airborne:
-            # Ballistic: no steering, traction, brakes or grip; only the air slows the car.
-            speed = math.hypot(st.vx, st.vz)
-            keep = max(0.0, 1.0 - p.drag_per_m * speed * dt)
-            st.vx *= keep
-            st.vz *= keep
-            st.x += st.vx * dt
-            st.z += st.vz * dt
-            return
-        c, sn = math.cos(st.heading), math.sin(st.heading)
-        u = st.vx * c + st.vz * sn
-        grip_ms2 = p.grip_ms2 * p.surface_grip[st.surface]
-        delta = steer * p.max_steer_rad / (1.0 + max(u, 0.0) / p.steer_fade_ms)
-        yaw_rate = u * math.tan(delta) / p.wheelbase_m
-        yaw_cap = p.drift_yaw_factor * grip_ms2 / max(u, 1.0)
-        st.heading += min(max(yaw_rate, -yaw_cap), yaw_cap) * dt
-        c, sn = math.cos(st.heading), math.sin(st.heading)
-        u = st.vx * c + st.vz * sn
-        w = -st.vx * sn + st.vz * c
-        tx, tz = self.track.tangent(st.seg)
-        uphill = self.track.slope(st.seg) * (c * tx + sn * tz)
-        # Friction ellipse: grip spent turning is not available to drive or brake; a sliding
-        # car (all grip spent sideways) neither accelerates nor brakes.
-        lateral = min(abs(w) / dt, grip_ms2) / grip_ms2
-        traction = math.sqrt(1.0 - lateral * lateral)
-        accel = (
-            traction * gas * self._engine(u, dt)
-            - traction * brake * p.brake_decel_ms2 * p.surface_grip[st.surface]
-            - p.rolling_ms2
-            - p.surface_drag_ms2[st.surface]
-            - p.drag_per_m * u * abs(u)
-            - p.gravity_ms2 * uphill
-        )
-        # No reverse gear: brakes and resistances stop the car, they do not back it up.
-        u = max(u + accel * dt, 0.0)
-        grip = grip_ms2 * dt
-        w -= min(max(w, -grip), grip)
-        st.vx, st.vz = u * c - w * sn, u * sn + w * c
-        st.x += st.vx * dt
-        st.z += st.vz * dt
-
-    def _engine(self, u: float, dt: float) -> float:
-        """Engine acceleration at forward speed ``u`` with full gas; shifts gear and sets rpm."""
-        p, st = self.params, self.state
-        tops = p.gear_top_ms
-        frac = u / tops[st.gear - 1]
-        if frac > p.upshift_frac and st.gear < len(tops):
-            st.gear += 1
-            st.shift_timer_s = p.shift_time_s
-        elif frac < p.downshift_frac and st.gear > 1:
-            st.gear -= 1
-        frac = min(max(u, 0.0) / tops[st.gear - 1], 1.0)
-        st.rpm = p.idle_rpm + (p.redline_rpm - p.idle_rpm) * frac
-        if st.shift_timer_s > 0.0:
-            st.shift_timer_s -= dt
-            return 0.0
-        r = min(max(frac, 0.4), 1.0)
-        torque = 1.0 + p.torque_ripple * math.cos(math.pi * (r - 0.8) / 0.4)
-        return torque * p.engine_accel_ms2 * max(0.0, 1.0 - u / p.engine_cutoff_ms)
-
-    def _vertical(self, dt: float) -> None:
-        """Height: ballistic when the road falls away faster than gravity pulls the car down
-        (a crest at speed), otherwise on the road."""
-        p, st = self.params, self.state
-        road = self.track.height(st.seg, st.s)
-        vy = st.vy - p.gravity_ms2 * dt
-        y = st.y + vy * dt
-        if y <= road:
-            st.vy = (road - st.y) / dt
-            st.y = road
-        else:
-            st.vy, st.y = vy, y
-        st.airborne = st.y - road > p.contact_m
-        if st.airborne:
-            st.air_time_s += dt
-            st.surface = self.track.surface(st.seg)
-        elif abs(st.offset) > self.track.half_width(st.seg):
-            st.surface = GRASS
-        else:
-            st.surface = self.track.surface(st.seg)
-
-    def _collide(self, dt: float) -> bool:
-        """Keep the car on the road; return whether it touched a wall in this substep."""
-        st, track = self.state, self.track
-        st.seg, st.s, st.offset = track.project(st.x, st.z, st.seg)
-        tx, tz = track.tangent(st.seg)
-        limit = track.half_width(st.seg) + track.border_m - self.params.half_width_m
-        if st.offset > limit:
-            self._push(tz, -tx, st.offset - limit)  # through the left wall
-            st.offset = limit
-        elif st.offset < -limit:
-            self._push(-tz, tx, -limit - st.offset)  # through the right wall
-            st.offset = -limit
-        elif st.s < 0.0:
-            self._push(-tx, -tz, -st.s)  # behind the start line
-            st.s = 0.0
-        elif st.s > track.total_m:
-            self._push(tx, tz, st.s - track.total_m)  # past the end of the run-off
-            st.s = track.total_m
-        else:
-            st.wall_contact = False
-            return False
-        self._scrape(dt, tx, tz)
-        return True
-
-    def _push(self, nx: float, nz: float, depth: float) -> None:
-        """Move the car ``depth`` back against the outward wall normal ``(nx, nz)`` and remove
-        its velocity into the wall."""
+        packed_for = self._packed_for
+        if packed_for[0] is not self.params or packed_for[1] is not self.track:
+            # new params (domain randomization) or a new track
+            self._table = kernels.track_tables(self.track)[0]
+            self._packed = kernels.pack_params(self.params, self.track)
+            self._packed_for = (self.params, self.track)
+        row = self._row
         st = self.state
-        st.x -= nx * depth
-        st.z -= nz * depth
-        into = st.vx * nx + st.vz * nz
-        if into > 0.0:
-            st.vx -= into * nx
-            st.vz -= into * nz
-
-    def _scrape(self, dt: float, tx: float, tz: float) -> None:
-        """Speed loss and heading alignment of a car touching a wall."""
-        p, st = self.params, self.state
-        speed = math.hypot(st.vx, st.vz)
-        if st.wall_contact:
-            keep = max(0.0, 1.0 - p.wall_friction_ms2 * dt / speed) if speed > 0.0 else 0.0
-        else:
-            keep = 1.0 - p.wall_impact_loss
-        st.vx *= keep
-        st.vz *= keep
-        st.wall_contact = True
-        # Turn towards the wall's direction (whichever way the car already points), so that
-        # a car nosed into a wall can drive away instead of pushing into it forever.
-        c, sn = math.cos(st.heading), math.sin(st.heading)
-        if c * tx + sn * tz < 0.0:
-            tx, tz = -tx, -tz
-        error = math.atan2(c * tz - sn * tx, c * tx + sn * tz)
-        st.heading += p.wall_align * error
+        for k, name in enumerate(kernels.STATE_FIELDS):
+            row[0, k] = getattr(st, name)
+        self._controls[0] = gas, brake, steer
+        kernels.step_cars(row, self._controls, duration_s, self._packed, self._table, self._hit)
+        values = row[0].tolist()
+        for k, name in enumerate(_FLOAT_FIELDS):
+            setattr(st, name, values[k])
+        st.seg, st.gear, st.surface = int(values[12]), int(values[13]), int(values[14])
+        st.wall_contact, st.airborne = values[15] != 0.0, values[16] != 0.0
+        return bool(self._hit[0])

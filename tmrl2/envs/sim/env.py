@@ -330,6 +330,8 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
             "gear": st.gear,
             "rpm": st.rpm,
             "surface": SURFACES[st.surface],
+            "wheel_surfaces": tuple(SURFACES[c] for c in self.car.wheel_surfaces()),
+            "wheel_contact": (not st.airborne,) * 4,
             "airborne": st.airborne,
             "air_time_s": st.air_time_s,
             "respawns": self._respawns,

@@ -3,7 +3,7 @@
 Like tmrl's LIDAR on TrackMania screenshots, ``beams`` rays fan out evenly from 90 degrees
 left of the heading (beam 0) to 90 degrees right (the last beam); each measures the distance
 to the nearest wall, capped at ``range_m``. Rays are intersected with the wall pieces of a
-window of road around the car (all beams against all pieces at once in numpy), so the cost
+window of road around the car (:func:`~tmrl2.envs.sim.kernels.lidar_cars`), so the cost
 does not grow with the track's length. The window reaches ``WINDOW_AHEAD`` ranges of arc
 length in the direction the car faces and ``WINDOW_BEHIND`` ranges the other way: walls
 further along the road (rare: a hairpin's far leg) are not seen.
@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from tmrl2.envs.sim import kernels
 from tmrl2.envs.sim.track import Track
 
 WINDOW_AHEAD = 1.5
@@ -40,31 +41,17 @@ class Lidar:
         """Beam directions relative to the heading (rad, negative to the left)."""
         self._ahead = math.ceil(WINDOW_AHEAD * range_m / track.spacing_m)
         self._behind = math.ceil(WINDOW_BEHIND * range_m / track.spacing_m)
+        self._row = np.zeros((1, kernels.NSTATE))
 
     def measure(self, x: float, z: float, heading: float, seg: int) -> np.ndarray:
         """Distances (m) from ``(x, z)`` along each beam for a car facing ``heading`` on
         segment ``seg``, at most ``range_m``."""
-        track = self.track
-        tx, tz = track.tangent(seg)
-        if math.cos(heading) * tx + math.sin(heading) * tz >= 0.0:
-            lo, hi = seg - self._behind, seg + self._ahead
-        else:
-            lo, hi = seg - self._ahead, seg + self._behind
-        # Wall rows are shifted by one (row 0 is the start wall; see Track._build_walls).
-        rows = slice(max(lo + 1, 0), min(hi + 2, track.segments + 2))
-        start = track.wall_start[rows].reshape(-1, 2)
-        delta = track.wall_delta[rows].reshape(-1, 2)
-        angle = heading + self.angles
-        rx, rz = np.cos(angle)[:, None], np.sin(angle)[:, None]
-        ax, az = start[:, 0] - x, start[:, 1] - z
-        ex, ez = delta[:, 0], delta[:, 1]
-        # Ray o + t r meets piece a + v e where t = (a x e) / (r x e), v = (a x r) / (r x e).
-        denom = rx * ez - rz * ex
-        t_num = ax * ez - az * ex
-        v_num = ax * rz - az * rx
-        # Compare numerators against the denominator's sign to avoid dividing by it.
-        sign = np.sign(denom)
-        v_num *= sign
-        hit = (v_num >= 0.0) & (v_num <= np.abs(denom)) & (t_num * sign > 0.0)
-        dist = np.divide(t_num, denom, out=np.full(denom.shape, self.range_m), where=hit)
-        return np.minimum(dist.min(axis=1), self.range_m)
+        row = self._row
+        row[0, kernels.X], row[0, kernels.Z] = x, z
+        row[0, kernels.HEADING], row[0, kernels.SEG] = heading, seg
+        table, walls = kernels.track_tables(self.track)
+        out = np.empty((1, len(self.angles)))
+        kernels.lidar_cars(
+            row, self.angles, self.range_m, self._ahead, self._behind, table, walls, out
+        )
+        return out[0]

@@ -32,7 +32,7 @@ from tmrl2.bridge import protocol as p
 from tmrl2.bridge.errors import ProtocolError
 from tmrl2.envs.sim.env import SimEnv, SimEnvConfig
 from tmrl2.envs.sim.render import Camera, Renderer
-from tmrl2.envs.sim.track import SURFACES, load_track
+from tmrl2.envs.sim.track import load_track
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,13 @@ class SimServer:
         race, info, car = self._race, self._race.info, self.env.car.state
         flags = p.StateFlag.SPAWNED | p.StateFlag.PLAYGROUND_LOADED | race.frame_flags
         flags |= p.StateFlag.FINISHED if race.finished else p.StateFlag.RACE_RUNNING
-        contact = 0 if car.airborne else 0b1111
+        contact = 0 if car.airborne else 0b1111  # the point car's wheels land together
         if contact:
             flags |= p.StateFlag.GROUND_CONTACT
-        surface = _SURFACE_IDS.get(SURFACES[car.surface], p.Surface.OTHER) if contact else 0
+        surfaces = tuple(
+            _SURFACE_IDS.get(name, p.Surface.OTHER) if contact else p.Surface.NONE
+            for name in info["wheel_surfaces"]
+        )
         race.seq += 1
         race.frame_flags = 0
         steer, gas, brake = race.inputs
@@ -187,7 +190,7 @@ class SimServer:
             inputs=(steer, gas, brake),
             gear=int(car.gear),
             wheel_contact=contact,
-            surfaces=(surface, surface, surface, surface),
+            surfaces=surfaces,  # type: ignore[arg-type]
             cp_passed=race.last_cp,
             cp_total=len(self.env.track.checkpoints_m),
             lap=0,

@@ -75,6 +75,8 @@ class Track:
             raise ValueError("centerline has repeated points")
         self.s_m = np.concatenate([[0.0], np.cumsum(seg_len)])
         """Arc length of each centerline point."""
+        self.segment_m = seg_len
+        """Length of each segment (not exactly ``diff(s_m)``: that differs by rounding)."""
         self.total_m = float(self.s_m[-1])
         if not 0.0 < finish_m <= self.total_m:
             raise ValueError(

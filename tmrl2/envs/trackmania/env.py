@@ -386,6 +386,8 @@ class TrackManiaWorld:
             "gear": st.gear,
             "rpm": st.rpm,
             "surface": _SURFACE_NAMES.get(st.surfaces[0], "other"),
+            "wheel_surfaces": tuple(_SURFACE_NAMES.get(c, "other") for c in st.surfaces),
+            "wheel_contact": tuple(bool(st.wheel_contact & (1 << k)) for k in range(4)),
             "airborne": st.wheel_contact == 0,
             "respawns": st.respawns,
             "map": self.map_uid,

@@ -1,0 +1,348 @@
+"""Compiled kernels of the simulator: car physics and LIDAR, for one car or a batch of cars.
+
+The model is the one described in :mod:`tmrl2.envs.sim.car` (read that first); this module is
+its only implementation. Functions are compiled by numba (``cache=True``: the machine code is
+kept in ``__pycache__``, so only the first process on a machine pays the few seconds of
+compilation) and work on flat arrays:
+
+- a car is a row of :data:`NSTATE` float64 values indexed by the column constants below
+  (integer fields such as the segment are stored as exact floats);
+- the car's constants are a float64 vector (:func:`pack_params`), the track's per-segment
+  arrays one ``(segments + 1, 10)`` table and its wall pieces one ``(rows, 8)`` table
+  (:func:`pack_track`), so that a call passes five arrays and numba's dispatch stays cheap
+  (a few microseconds: the single car is called once per env step).
+
+:class:`~tmrl2.envs.sim.car.Car` and :class:`~tmrl2.envs.sim.lidar.Lidar` call these with one
+row; :class:`~tmrl2.envs.sim.vec.SimBatch` with N rows.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
+
+if TYPE_CHECKING:
+    from tmrl2.envs.sim.car import CarParams
+    from tmrl2.envs.sim.track import Track
+
+# ---------------------------------------------------------------- car state columns
+X, Y, Z, HEADING, VX, VZ, VY, S, OFFSET, AIR_TIME, RPM, SHIFT_TIMER = range(12)
+SEG, GEAR, SURFACE, WALL, AIRBORNE = range(12, 17)
+NSTATE = 17
+STATE_FIELDS = (
+    "x", "y", "z", "heading", "vx", "vz", "vy", "s", "offset", "air_time_s", "rpm",
+    "shift_timer_s", "seg", "gear", "surface", "wall_contact", "airborne",
+)  # fmt: skip
+"""Names of the columns, equal to :class:`~tmrl2.envs.sim.car.CarState`'s fields."""
+
+# ---------------------------------------------------------------- car constants
+(
+    P_WHEELBASE, P_HALF_WIDTH, P_ENGINE, P_CUTOFF, P_BRAKE, P_DRAG, P_ROLLING, P_GRIP,
+    P_MAX_STEER, P_STEER_FADE, P_DRIFT_YAW, P_WALL_LOSS, P_WALL_FRICTION, P_WALL_ALIGN,
+    P_GRAVITY, P_SUBSTEP, P_IDLE_RPM, P_REDLINE_RPM, P_UPSHIFT, P_DOWNSHIFT, P_RIPPLE,
+    P_SHIFT_TIME, P_CONTACT, P_BORDER, P_TOTAL, P_NGEARS,
+) = range(26)  # fmt: skip
+P_SURFACE_GRIP = 26  # three values: road, dirt, grass
+P_SURFACE_DRAG = 29  # three values
+P_GEAR_TOPS = 32  # P_NGEARS values
+
+# ---------------------------------------------------------------- track table columns
+T_AX, T_AZ, T_TX, T_TZ, T_LEN, T_S, T_Y, T_HALF, T_SLOPE, T_SURFACE = range(10)
+
+GRASS_CODE = 2.0  # track.GRASS
+
+
+def pack_params(p: CarParams, track: Track) -> np.ndarray:
+    """The car's constants (and the track's border and length) as the kernels' vector."""
+    head = [
+        p.wheelbase_m, p.half_width_m, p.engine_accel_ms2, p.engine_cutoff_ms,
+        p.brake_decel_ms2, p.drag_per_m, p.rolling_ms2, p.grip_ms2, p.max_steer_rad,
+        p.steer_fade_ms, p.drift_yaw_factor, p.wall_impact_loss, p.wall_friction_ms2,
+        p.wall_align, p.gravity_ms2, p.substep_s, p.idle_rpm, p.redline_rpm, p.upshift_frac,
+        p.downshift_frac, p.torque_ripple, p.shift_time_s, p.contact_m, track.border_m,
+        track.total_m, float(len(p.gear_top_ms)),
+    ]  # fmt: skip
+    if len(p.surface_grip) != 3 or len(p.surface_drag_ms2) != 3:
+        raise ValueError("surface_grip and surface_drag_ms2 need one value per surface (3)")
+    values = head + list(p.surface_grip) + list(p.surface_drag_ms2) + list(p.gear_top_ms)
+    return np.asarray(values, np.float64)
+
+
+def pack_track(track: Track) -> tuple[np.ndarray, np.ndarray]:
+    """``(table, walls)``: per-segment values ``(segments + 1, 10)`` (the last row holds only
+    the end point's arc length and height) and wall pieces ``(segments + 2, 8)``: left start
+    x, z, left delta x, z, then the same for the right piece (see ``Track._build_walls``)."""
+    n = track.segments
+    table = np.zeros((n + 1, 10))
+    pts = track.points
+    table[:n, T_AX], table[:n, T_AZ] = pts[:-1, 0], pts[:-1, 2]
+    table[:n, T_TX], table[:n, T_TZ] = track.tangents[:, 0], track.tangents[:, 1]
+    seg_len = track.segment_m
+    table[:n, T_LEN] = seg_len
+    table[:, T_S], table[:, T_Y] = track.s_m, pts[:, 1]
+    table[:n, T_HALF] = 0.5 * track.width_m[:-1]
+    table[:n, T_SLOPE] = np.diff(pts[:, 1]) / seg_len
+    table[:n, T_SURFACE] = track.surfaces
+    walls = np.concatenate(
+        [track.wall_start[:, 0], track.wall_delta[:, 0], track.wall_start[:, 1],
+         track.wall_delta[:, 1]], axis=1,
+    )  # fmt: skip
+    return np.ascontiguousarray(table), np.ascontiguousarray(walls, np.float64)
+
+
+_TABLES: weakref.WeakKeyDictionary[Track, tuple[np.ndarray, np.ndarray]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def track_tables(track: Track) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pack_track` of a track, computed once per track object."""
+    tables = _TABLES.get(track)
+    if tables is None:
+        tables = _TABLES[track] = pack_track(track)
+    return tables
+
+
+# ---------------------------------------------------------------- physics
+@njit(cache=True, inline="always")
+def _along(tk: np.ndarray, x: float, z: float, i: int) -> float:
+    return (x - tk[i, T_AX]) * tk[i, T_TX] + (z - tk[i, T_AZ]) * tk[i, T_TZ]
+
+
+@njit(cache=True)
+def project(tk: np.ndarray, x: float, z: float, hint: int) -> tuple[int, float, float]:
+    """Segment, arc length and left offset of ``(x, z)``, walking from segment ``hint`` (the
+    same walk as :meth:`Track.project`)."""
+    last = tk.shape[0] - 2
+    i = min(max(hint, 0), last)
+    t = _along(tk, x, z, i)
+    while t > tk[i, T_LEN] and i < last and _along(tk, x, z, i + 1) >= 0.0:
+        i += 1
+        t = _along(tk, x, z, i)
+    while t < 0.0 and i > 0 and _along(tk, x, z, i - 1) <= tk[i - 1, T_LEN]:
+        i -= 1
+        t = _along(tk, x, z, i)
+    if i > 0 and t < 0.0:
+        t = 0.0
+    if i < last and t > tk[i, T_LEN]:
+        t = tk[i, T_LEN]
+    offset = (x - tk[i, T_AX]) * tk[i, T_TZ] - (z - tk[i, T_AZ]) * tk[i, T_TX]
+    return i, tk[i, T_S] + t, offset
+
+
+@njit(cache=True)
+def _engine(st: np.ndarray, p: np.ndarray, u: float, dt: float) -> float:
+    """Engine acceleration at forward speed ``u`` with full gas; shifts gear and sets rpm."""
+    gear = int(st[GEAR])
+    frac = u / p[P_GEAR_TOPS + gear - 1]
+    if frac > p[P_UPSHIFT] and gear < int(p[P_NGEARS]):
+        gear += 1
+        st[SHIFT_TIMER] = p[P_SHIFT_TIME]
+    elif frac < p[P_DOWNSHIFT] and gear > 1:
+        gear -= 1
+    st[GEAR] = gear
+    frac = min(max(u, 0.0) / p[P_GEAR_TOPS + gear - 1], 1.0)
+    st[RPM] = p[P_IDLE_RPM] + (p[P_REDLINE_RPM] - p[P_IDLE_RPM]) * frac
+    if st[SHIFT_TIMER] > 0.0:
+        st[SHIFT_TIMER] -= dt
+        return 0.0
+    r = min(max(frac, 0.4), 1.0)
+    torque = 1.0 + p[P_RIPPLE] * math.cos(math.pi * (r - 0.8) / 0.4)
+    return torque * p[P_ENGINE] * max(0.0, 1.0 - u / p[P_CUTOFF])
+
+
+@njit(cache=True)
+def _move(
+    st: np.ndarray, p: np.ndarray, tk: np.ndarray, gas: float, brake: float, steer: float,
+    dt: float,
+) -> None:  # fmt: skip
+    if st[AIRBORNE] != 0.0:
+        # Ballistic: no steering, traction, brakes or grip; only the air slows the car.
+        keep = max(0.0, 1.0 - p[P_DRAG] * math.hypot(st[VX], st[VZ]) * dt)
+        st[VX] *= keep
+        st[VZ] *= keep
+        st[X] += st[VX] * dt
+        st[Z] += st[VZ] * dt
+        return
+    surf = int(st[SURFACE])
+    c, sn = math.cos(st[HEADING]), math.sin(st[HEADING])
+    u = st[VX] * c + st[VZ] * sn
+    grip_ms2 = p[P_GRIP] * p[P_SURFACE_GRIP + surf]
+    delta = steer * p[P_MAX_STEER] / (1.0 + max(u, 0.0) / p[P_STEER_FADE])
+    yaw_rate = u * math.tan(delta) / p[P_WHEELBASE]
+    yaw_cap = p[P_DRIFT_YAW] * grip_ms2 / max(u, 1.0)
+    st[HEADING] += min(max(yaw_rate, -yaw_cap), yaw_cap) * dt
+    c, sn = math.cos(st[HEADING]), math.sin(st[HEADING])
+    u = st[VX] * c + st[VZ] * sn
+    w = -st[VX] * sn + st[VZ] * c
+    seg = int(st[SEG])
+    uphill = tk[seg, T_SLOPE] * (c * tk[seg, T_TX] + sn * tk[seg, T_TZ])
+    # Friction ellipse: grip spent turning is not available to drive or brake.
+    lateral = min(abs(w) / dt, grip_ms2) / grip_ms2
+    traction = math.sqrt(1.0 - lateral * lateral)
+    accel = (
+        traction * gas * _engine(st, p, u, dt)
+        - traction * brake * p[P_BRAKE] * p[P_SURFACE_GRIP + surf]
+        - p[P_ROLLING]
+        - p[P_SURFACE_DRAG + surf]
+        - p[P_DRAG] * u * abs(u)
+        - p[P_GRAVITY] * uphill
+    )
+    u = max(u + accel * dt, 0.0)  # no reverse gear
+    grip = grip_ms2 * dt
+    w -= min(max(w, -grip), grip)
+    st[VX], st[VZ] = u * c - w * sn, u * sn + w * c
+    st[X] += st[VX] * dt
+    st[Z] += st[VZ] * dt
+
+
+@njit(cache=True)
+def _push(st: np.ndarray, nx: float, nz: float, depth: float) -> None:
+    """Move the car ``depth`` back against the outward wall normal and remove its velocity
+    into the wall."""
+    st[X] -= nx * depth
+    st[Z] -= nz * depth
+    into = st[VX] * nx + st[VZ] * nz
+    if into > 0.0:
+        st[VX] -= into * nx
+        st[VZ] -= into * nz
+
+
+@njit(cache=True)
+def _collide(st: np.ndarray, p: np.ndarray, tk: np.ndarray, dt: float) -> bool:
+    """Keep the car on the road; return whether it touched a wall in this substep."""
+    seg, s, offset = project(tk, st[X], st[Z], int(st[SEG]))
+    st[SEG], st[S], st[OFFSET] = seg, s, offset
+    tx, tz = tk[seg, T_TX], tk[seg, T_TZ]
+    limit = tk[seg, T_HALF] + p[P_BORDER] - p[P_HALF_WIDTH]
+    total = p[P_TOTAL]
+    if offset > limit:
+        _push(st, tz, -tx, offset - limit)  # through the left wall
+        st[OFFSET] = limit
+    elif offset < -limit:
+        _push(st, -tz, tx, -limit - offset)  # through the right wall
+        st[OFFSET] = -limit
+    elif s < 0.0:
+        _push(st, -tx, -tz, -s)  # behind the start line
+        st[S] = 0.0
+    elif s > total:
+        _push(st, tx, tz, s - total)  # past the end of the run-off
+        st[S] = total
+    else:
+        st[WALL] = 0.0
+        return False
+    # Scrape: speed loss (impact, then friction), then turn towards the wall's direction.
+    speed = math.hypot(st[VX], st[VZ])
+    if st[WALL] != 0.0:
+        keep = max(0.0, 1.0 - p[P_WALL_FRICTION] * dt / speed) if speed > 0.0 else 0.0
+    else:
+        keep = 1.0 - p[P_WALL_LOSS]
+    st[VX] *= keep
+    st[VZ] *= keep
+    st[WALL] = 1.0
+    c, sn = math.cos(st[HEADING]), math.sin(st[HEADING])
+    if c * tx + sn * tz < 0.0:
+        tx, tz = -tx, -tz
+    st[HEADING] += p[P_WALL_ALIGN] * math.atan2(c * tz - sn * tx, c * tx + sn * tz)
+    return True
+
+
+@njit(cache=True)
+def _vertical(st: np.ndarray, p: np.ndarray, tk: np.ndarray, dt: float) -> None:
+    """Height: ballistic where the road falls away faster than gravity pulls the car down."""
+    seg = int(st[SEG])
+    frac = min(max((st[S] - tk[seg, T_S]) / tk[seg, T_LEN], 0.0), 1.0)
+    road = tk[seg, T_Y] + frac * (tk[seg + 1, T_Y] - tk[seg, T_Y])
+    vy = st[VY] - p[P_GRAVITY] * dt
+    y = st[Y] + vy * dt
+    if y <= road:
+        st[VY] = (road - st[Y]) / dt
+        st[Y] = road
+    else:
+        st[VY], st[Y] = vy, y
+    airborne = st[Y] - road > p[P_CONTACT]
+    st[AIRBORNE] = 1.0 if airborne else 0.0
+    if airborne:
+        st[AIR_TIME] += dt
+        st[SURFACE] = tk[seg, T_SURFACE]
+    elif abs(st[OFFSET]) > tk[seg, T_HALF]:
+        st[SURFACE] = GRASS_CODE
+    else:
+        st[SURFACE] = tk[seg, T_SURFACE]
+
+
+@njit(cache=True)
+def step_cars(
+    states: np.ndarray, controls: np.ndarray, duration_s: float, p: np.ndarray, tk: np.ndarray,
+    contact: np.ndarray,
+) -> None:  # fmt: skip
+    """Drive each car ``duration_s`` with its controls ``(gas, brake, steer)`` (gas and brake
+    in [0, 1], steer in [-1, 1], positive right), in equal substeps no longer than the
+    car's substep; ``contact[i]`` tells whether car ``i`` touched a wall."""
+    substeps = max(1, math.ceil(duration_s / p[P_SUBSTEP] - 1e-9))
+    dt = duration_s / substeps
+    for i in range(states.shape[0]):
+        st = states[i]
+        gas, brake, steer = controls[i, 0], controls[i, 1], controls[i, 2]
+        touched = False
+        for _ in range(substeps):
+            _move(st, p, tk, gas, brake, steer, dt)
+            touched = _collide(st, p, tk, dt) or touched
+            _vertical(st, p, tk, dt)
+        contact[i] = touched
+
+
+# ---------------------------------------------------------------- LIDAR
+@njit(cache=True)
+def lidar_cars(
+    states: np.ndarray, angles: np.ndarray, range_m: float, ahead: int, behind: int,
+    tk: np.ndarray, walls: np.ndarray, out: np.ndarray,
+) -> None:  # fmt: skip
+    """Wall distances (m, at most ``range_m``) along each beam for each car, into ``out``
+    ``(cars, beams)``; the wall pieces searched are those beside the segments from
+    ``behind`` before to ``ahead`` after the car's, in the direction the car faces (see
+    :mod:`tmrl2.envs.sim.lidar`)."""
+    rows = walls.shape[0]
+    for i in range(states.shape[0]):
+        st = states[i]
+        x, z, heading, seg = st[X], st[Z], st[HEADING], int(st[SEG])
+        if math.cos(heading) * tk[seg, T_TX] + math.sin(heading) * tk[seg, T_TZ] >= 0.0:
+            lo, hi = seg - behind, seg + ahead
+        else:
+            lo, hi = seg - ahead, seg + behind
+        first, stop = max(lo + 1, 0), min(hi + 2, rows)  # wall row k + 1 is beside segment k
+        beams = angles.shape[0]
+        best = np.full(beams, range_m)
+        rx, rz = np.cos(heading + angles), np.sin(heading + angles)
+        hx, hz = math.cos(heading), math.sin(heading)
+        range2 = range_m * range_m
+        for r in range(first, stop):
+            for side in range(2):
+                k = 4 * side
+                ax, az = walls[r, k] - x, walls[r, k + 1] - z
+                ex, ez = walls[r, k + 2], walls[r, k + 3]
+                # Skip pieces no beam can reach: wholly behind the car (the beams look over
+                # the front half-plane) or wholly beyond the range (pieces are short).
+                if ax * hx + az * hz < 0.0 and (ax + ex) * hx + (az + ez) * hz < 0.0:
+                    continue
+                # (the piece's nearest point is within half its length of an end)
+                near2 = min(ax * ax + az * az, (ax + ex) ** 2 + (az + ez) ** 2)
+                if near2 > range2 + 0.25 * (ex * ex + ez * ez):
+                    continue
+                # Ray o + t r meets piece a + v e at t = (a x e) / (r x e), v = (a x r) / (r x e):
+                # compare numerators against the denominator (sign folded in), divide only for
+                # a nearer hit. The numerator of t does not depend on the beam.
+                t_num = ax * ez - az * ex
+                for b in range(beams):
+                    denom = rx[b] * ez - rz[b] * ex
+                    if denom < 0.0:
+                        denom, tn, vn = -denom, -t_num, -(ax * rz[b] - az * rx[b])
+                    else:
+                        tn, vn = t_num, ax * rz[b] - az * rx[b]
+                    if tn > 0.0 and 0.0 <= vn <= denom and tn < best[b] * denom:
+                        best[b] = tn / denom
+        out[i, :] = best
