@@ -177,6 +177,17 @@ def matmul_gflops(rounds: int) -> float:
     return rate(lambda: torch.mm(a, b), 200, rounds) * flops / 1e9
 
 
+def sac_flops(batch: int, hidden: int, in_dim: int = 86) -> float:
+    """FLOPs of one SAC update (twin critics, actor step every update, critic frozen in the
+    actor's backward: only input gradients flow through it)."""
+    q_mac = batch * (in_dim * hidden + hidden * hidden + hidden)  # one Q function, forward
+    actor_mac = batch * ((in_dim - 3) * hidden + hidden * hidden + hidden * 6)
+    critic = 2 * q_mac * 3  # forward + backward (input and weight gradients)
+    target = 2 * q_mac + actor_mac  # both target critics and the actor on s'
+    policy = 2 * q_mac * 2 + actor_mac * 3  # critics forward + input gradients; actor fwd+bwd
+    return 2.0 * (critic + target + policy)
+
+
 def redq_flops(batch: int, hidden: int, n: int, m: int, g: int, in_dim: int = 86) -> float:
     """FLOPs of one REDQ critic update (the actor's step amortized over ``g``)."""
     q_mac = batch * (in_dim * hidden + hidden * hidden + hidden)  # one Q function, forward
@@ -270,9 +281,9 @@ def main() -> None:
         f"parameters; tmrl: {base.get('params', 0) if base else '-'}), median of "
         f"{args.rounds} rounds"
     )
-    gflops = matmul_gflops(args.rounds)
     for threads in args.threads:
         torch.set_num_threads(threads)
+        gflops = matmul_gflops(args.rounds)  # at this thread count
         updates = rate(lambda: sac.update(batch), args.updates, args.rounds)
         steps = rate(
             lambda: sac.update(memory.sample(config.batch_size)), args.updates, args.rounds
@@ -288,6 +299,19 @@ def main() -> None:
             f"threads {threads}: SAC training steps/s (sample + update) {steps:7.1f}"
             f"{ratio(steps, base, f'sac_steps_{threads}')}"
         )
+        sac_ceiling = gflops * 1e9 / sac_flops(256, hidden[0])
+        print(
+            f"threads {threads}: SAC ceiling: {sac_flops(256, hidden[0]) / 1e6:.0f} MFLOP per "
+            f"update at {gflops:.1f} GFLOP/s ({threads} thread matmul) = {sac_ceiling:.0f} "
+            f"updates/s; reached {updates / sac_ceiling:.0%}"
+            + (
+                f"; the most any learner of these networks can be ahead of tmrl's "
+                f"{base[f'sac_steps_{threads}']:.1f} steps/s: "
+                f"{sac_ceiling / base[f'sac_steps_{threads}']:.2f}x"
+                if base and f"sac_steps_{threads}" in base
+                else ""
+            )
+        )
         flops = redq_flops(256, hidden[0], 10, 2, 20)
         ceiling = gflops * 1e9 / flops
         print(
@@ -296,8 +320,13 @@ def main() -> None:
         )
         print(
             f"threads {threads}: REDQ ceiling: {flops / 1e6:.0f} MFLOP per critic update at "
-            f"{gflops:.1f} GFLOP/s (1 thread matmul) = {ceiling:.0f} updates/s; "
+            f"{gflops:.1f} GFLOP/s ({threads} thread matmul) = {ceiling:.0f} updates/s; "
             f"reached {redq_updates / ceiling:.0%}"
+            + (
+                f"; at most {ceiling / base[f'redq_updates_{threads}']:.2f}x tmrl"
+                if base and f"redq_updates_{threads}" in base
+                else ""
+            )
         )
         cnn = cnn_updates(max(3, args.rounds // 2), 64)
         print(

@@ -49,6 +49,7 @@ class REDQ(SAC):
         config: REDQConfig,
         model: MLPActorCritic | CNNActorCritic,
         device: str | torch.device = "cpu",
+        critic_device: str | torch.device | None = None,
     ):
         if getattr(model.critic, "n_critics", None) != config.n_critics:
             set_critics = getattr(model, "set_critics", None)
@@ -58,11 +59,11 @@ class REDQ(SAC):
                     f"{type(model).__name__} has no set_critics(n)"
                 )
             set_critics(config.n_critics)
-        super().__init__(config, model, device)
+        super().__init__(config, model, device, critic_device)
         self._n, self._m = config.n_critics, config.m_target
 
     def _target_q(
         self, next_obs: dict[str, torch.Tensor], next_action: torch.Tensor
     ) -> torch.Tensor:
-        members = torch.randperm(self._n)[: self._m].to(self.device)
+        members = torch.randperm(self._n)[: self._m].to(self.critic_device)
         return self.target_critic(next_obs, next_action, members)

@@ -149,15 +149,32 @@ class SAC:
         config: SACConfig,
         model: MLPActorCritic | CNNActorCritic,
         device: str | torch.device = "cpu",
+        critic_device: str | torch.device | None = None,
     ) -> None:
         """Args:
         config: the ``algorithm`` section.
         model: the actor-critic to train; it is moved to ``device``.
-        device: torch device of the updates (batches must be on it).
+        device: torch device of the actor, the temperature and the batches.
+        critic_device: torch device of the critics and their target when it differs from
+            ``device`` (e.g. the actor on ``cuda:0``, a REDQ ensemble on ``cuda:1``); the
+            batch and the actions cross once per use. Models whose actor and critic share
+            parts (the CNN's encoder) cannot be split.
+
+        Raises:
+            ValueError: a split placement of a model with shared parts.
         """
         self.config = config
         self.device = torch.device(device)
+        self.critic_device = torch.device(critic_device or device)
+        self.split = self.critic_device != self.device
+        if self.split and hasattr(model, "encoder"):
+            raise ValueError(
+                f"trainer.critic_device={self.critic_device} needs a model whose actor and "
+                f"critic share nothing; {type(model).__name__}'s image encoder is shared: "
+                "leave trainer.critic_device unset (one device for the whole model)"
+            )
         self.model = model.to(self.device)
+        self.model.critic.to(self.critic_device)
         self.target_critic = copy.deepcopy(model.critic).requires_grad_(False)
         act_dim = int(model.actor.action_scale.numel())
         self.target_entropy = (
@@ -175,7 +192,7 @@ class SAC:
         )
         self._online_params: list[torch.Tensor] = list(model.critic.parameters())
         self._target_params: list[torch.Tensor] = list(self.target_critic.parameters())
-        cuda = self.device.type == "cuda"
+        cuda = self.device.type == "cuda" and self.critic_device.type == "cuda"
         self.amp_dtype: torch.dtype | None = (
             {"bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
             if cuda and config.amp != "off"
@@ -210,7 +227,8 @@ class SAC:
         self, name: str, params: list[torch.Tensor], lr: float, weight_decay: float
     ) -> torch.optim.Optimizer:
         cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-        fast = {"fused": True} if self.device.type in _FUSED_DEVICES else {"foreach": True}
+        device = params[0].device if params else self.device
+        fast = {"fused": True} if device.type in _FUSED_DEVICES else {"foreach": True}
         betas = self.config.betas
         return cls(params, lr=lr, betas=betas, weight_decay=weight_decay, **fast)
 
@@ -243,46 +261,75 @@ class SAC:
         if augment is not None:
             batch = augment(batch)  # DrQ: image augmentation on the learner's device
 
+        cb = self._on_critic(batch) if self.split else batch  # the batch where the critic is
         with torch.no_grad(), self._autocast():
             next_action, next_logp = actor(batch.next_obs)
-            next_q = self._target_q(batch.next_obs, next_action).float()
+            next_q = self._target_q(cb.next_obs, self._to_critic(next_action)).float()
             # n-step rows bootstrap k steps ahead: their discount is gamma^k (Batch.discount)
-            gamma = batch.discount if batch.discount is not None else cfg.gamma
+            gamma = cb.discount if cb.discount is not None else cfg.gamma
             target = td_target(
-                batch.reward, batch.terminated, next_q, next_logp.float(), alpha, gamma
+                cb.reward,
+                cb.terminated,
+                next_q,
+                self._to_critic(next_logp.float()),
+                self._to_critic(alpha),
+                gamma,
             )
         with self._autocast():
-            q = critic(batch.obs, batch.action).float()
+            q = critic(cb.obs, cb.action).float()
         self.last_td_error = (q.detach() - target).abs().mean(dim=0)
-        loss_critic = critic_loss(q, target, batch.weights)
+        loss_critic = critic_loss(q, target, cb.weights)
         self._step(self.critic_optimizer, loss_critic, self._critic_params)
 
         if (self.updates + 1) % cfg.policy_delay == 0:
-            self._policy_step(batch, alpha)
+            self._policy_step(batch, cb, alpha)
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._online_params, 1.0 - cfg.polyak)
         self.updates += 1
 
+        critic_stats = torch.stack([loss_critic.detach(), q.detach().mean()]).to(self.device)
         stats = torch.cat(
             [
-                loss_critic.detach().reshape(1),
+                critic_stats[:1],
                 self._policy_stats[:2],
                 self.log_alpha.detach().exp().reshape(1),
-                q.detach().mean().reshape(1),
+                critic_stats[1:],
                 self._policy_stats[2:],
             ]
         )
         return dict(zip(STAT_NAMES, stats.tolist(), strict=True))
 
-    def _policy_step(self, batch: Batch, alpha: torch.Tensor) -> None:
-        """Actor step with the critic frozen, then the temperature step."""
+    def _to_critic(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.critic_device, non_blocking=True) if self.split else x
+
+    def _on_critic(self, batch: Batch) -> Batch:
+        """The batch's tensors copied to the critic's device (split placement)."""
+        dev = self.critic_device
+
+        def move(obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v.to(dev, non_blocking=True) for k, v in obs.items()}
+
+        return batch._replace(
+            obs=move(batch.obs),
+            next_obs=move(batch.next_obs),
+            action=self._to_critic(batch.action),
+            reward=self._to_critic(batch.reward),
+            terminated=self._to_critic(batch.terminated),
+            weights=self._to_critic(batch.weights),
+            discount=None if batch.discount is None else self._to_critic(batch.discount),
+        )
+
+    def _policy_step(self, batch: Batch, cb: Batch, alpha: torch.Tensor) -> None:
+        """Actor step with the critic frozen, then the temperature step (``cb``: the batch on
+        the critic's device)."""
         critic = self.model.critic
         critic.requires_grad_(False)  # the actor's loss must not fill the critic's gradients
         try:
             with self._autocast():
                 action, logp = self.model.actor(batch.obs)
                 assert logp is not None
-                q_pi = critic(batch.obs, action).float()
+                # the gradient flows back across devices through the action
+                q_pi = critic(cb.obs, self._to_critic(action)).float().to(self.device)
             loss_actor = actor_loss(logp.float(), q_pi, alpha, self.policy_reduce)
             self._step(self.actor_optimizer, loss_actor, self._actor_params)
         finally:

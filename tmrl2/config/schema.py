@@ -86,7 +86,12 @@ class TrainerConfig(ClientConfig):
     """The learner: receives experience, updates the networks, publishes weights."""
 
     device: str = "cpu"
-    """Torch device of the learner (``cpu``, ``cuda``, ``cuda:1``)."""
+    """Torch device of the learner (``cpu``, ``cuda``, ``cuda:1``): the actor, the replay
+    memory's batches, and the critics unless ``critic_device`` says otherwise."""
+    critic_device: str | None = None
+    """Torch device of the critics and their targets when they should sit elsewhere than
+    ``device`` (two GPUs: ``device: cuda:0``, ``critic_device: cuda:1`` puts a REDQ ensemble
+    on its own GPU); ``null``: on ``device``. MLP models only (the CNN's encoder is shared)."""
     torch_threads: int = Field(default=1, gt=0)
     """Torch threads of the learner (1 holds up best on a busy 2-core machine)."""
     start_samples: int = Field(default=2000, ge=0)

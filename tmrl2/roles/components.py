@@ -20,7 +20,10 @@ def build_model(config: Config, obs_space: gym.Space[Any], action_space: gym.Spa
 def build_algorithm(config: Config, model: Any, device: torch.device) -> Any:
     """The learner named by ``algorithm.kind``, owning ``model`` on ``device``."""
     algo_cls = registry.resolve("algorithm", config.algorithm.kind)
-    return algo_cls(config.algorithm, model, device)
+    critic_device = config.trainer.critic_device
+    if critic_device is None or torch.device(critic_device) == device:
+        return algo_cls(config.algorithm, model, device)
+    return algo_cls(config.algorithm, model, device, critic_device=critic_device)
 
 
 def build_memory(
