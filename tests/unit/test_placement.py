@@ -50,7 +50,8 @@ def test_split_learner_equals_one_device(cls: type[SAC], config: SACConfig) -> N
         torch.manual_seed(100 + step)
         stats_split = split.update(batch)
         assert stats_split == pytest.approx(stats_one, rel=1e-5, abs=1e-6)
-    for (name, a), b in zip(one.model.state_dict().items(), split.model.state_dict().values()):
+    pairs = zip(one.model.state_dict().items(), split.model.state_dict().values(), strict=True)
+    for (name, a), b in pairs:
         torch.testing.assert_close(a, b, msg=name)  # the actor learned through the critics
     torch.testing.assert_close(one.last_td_error, split.last_td_error)
 
