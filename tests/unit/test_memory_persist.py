@@ -85,6 +85,48 @@ def test_save_load_round_trip(
     )
 
 
+@pytest.mark.parametrize("config", CONFIGS[:2])
+def test_loaded_files_are_adopted_copy_on_write(
+    tmp_path: Path, config: RingMemoryConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full memory keeps the saved files mapped as its storage: writing to it never changes
+    the files, and saving over the folder it was loaded from keeps both right."""
+    monkeypatch.setattr(persist, "MMAP_MIN_BYTES", 0)
+    memory = filled(config)
+    path = memory.save(tmp_path / "memory")
+    every = np.arange(len(memory))
+    saved = memory.gather(every).obs["lidar"].clone()
+    restored = RingMemory(config, SPACE, ACTION_SPACE)
+    restored.load(path)
+    storage = [
+        *restored._arrays.values(),
+        *(restored.frames.frames.values() if restored.frames else ()),
+    ]
+    assert all(isinstance(arr.base, np.memmap) for arr in storage)  # adopted, not copied
+    restored.append(episode_chunk(7000, 20))  # overwrite half the ring
+    changed = restored.gather(every).obs["lidar"]
+    assert not torch.equal(changed, saved)
+    again = RingMemory(config, SPACE, ACTION_SPACE)
+    again.load(path)  # the files still hold what was saved
+    torch.testing.assert_close(again.gather(every).obs["lidar"], saved)
+    restored.save(path)  # replaces the files that ``restored`` maps
+    latest = RingMemory(config, SPACE, ACTION_SPACE)
+    latest.load(path)
+    torch.testing.assert_close(latest.gather(every).obs["lidar"], changed)
+    torch.testing.assert_close(restored.gather(every).obs["lidar"], changed)
+
+
+def test_windows_copies_instead_of_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(persist, "MMAP_MIN_BYTES", 0)
+    monkeypatch.setattr(persist, "ADOPT_MAPPED", False)
+    memory = filled(CONFIGS[0])
+    path = memory.save(tmp_path / "memory")
+    restored = RingMemory(CONFIGS[0], SPACE, ACTION_SPACE)
+    before = dict(restored._arrays)
+    restored.load(path)
+    assert all(restored._arrays[k] is arr for k, arr in before.items())  # filled in place
+
+
 def test_save_replaces_atomically_and_bad_folders_are_refused(tmp_path: Path) -> None:
     memory = filled(CONFIGS[0])
     path = memory.save(tmp_path / "memory")

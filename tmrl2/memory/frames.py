@@ -34,7 +34,7 @@ from collections.abc import Mapping
 import numpy as np
 from gymnasium import spaces
 
-from tmrl2.memory.persist import copy_into
+from tmrl2.memory.persist import adopt
 
 MAX_OPEN_TAILS = 4096
 """Unfinished chunk ends remembered for linking the next chunk of the same episode."""
@@ -278,7 +278,12 @@ class FrameStore:
                     f"needs {dst.dtype}{list(dst.shape)} (same history_keys and capacity)"
                 )
             saved = state[name]
-            copy_into(dst, saved if isinstance(saved, np.ndarray) else src)
+            # the ring is always full-size: keep a mapped file as storage (see persist.adopt)
+            kept = adopt(dst, saved if isinstance(saved, np.ndarray) else src)
+            if name == "prev":
+                self.prev = kept
+            else:
+                self.frames[name.removeprefix("frames/")] = kept
         self.written = int(state["written"])
         self._tails.clear()
 

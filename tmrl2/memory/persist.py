@@ -1,11 +1,17 @@
 """Saving and loading a whole replay memory as raw arrays (no pickle).
 
 A saved memory is a folder: one ``.npy`` file per array (``np.save``, read back with
-``allow_pickle=False`` and memory-mapped, so loading copies straight from the page cache into
-the preallocated storage without a second full-size buffer) and ``meta.json`` with the counters
-and the non-array part of the sampler's state. The folder is written under a temporary name
-and renamed into place, so an interrupted save never leaves a half-written memory behind.
-Array names map to file names by replacing ``/`` with ``--``.
+``allow_pickle=False`` and memory-mapped copy-on-write) and ``meta.json`` with the counters
+and the non-array part of the sampler's state. Loading *adopts* each mapped array that has
+the storage's full shape (:func:`adopt`: the frame ring always, the rows of a full memory):
+the memory then reads the file's pages straight from the page cache, and a page is copied into
+the process only when the memory overwrites it. Loading a memory of gigabytes is then
+immediate and the data is not held twice in RAM (page cache and a copy). Other arrays, and
+every array on Windows (where a mapped file could not be replaced by the next save), are
+copied into the preallocated storage (:func:`copy_into`). On Linux the previous save's files
+stay on disk, unlinked, while the process still maps them. The folder is written under a
+temporary name and renamed into place, so an interrupted save never leaves a half-written
+memory behind. Array names map to file names by replacing ``/`` with ``--``.
 """
 
 from __future__ import annotations
@@ -67,7 +73,8 @@ def save_snapshot(snapshot: Mapping[str, Any], path: str | Path) -> Path:
 
 
 def load_snapshot(path: str | Path) -> dict[str, Any]:
-    """Read a folder written by :func:`save_snapshot` (arrays memory-mapped, read-only).
+    """Read a folder written by :func:`save_snapshot` (large arrays memory-mapped,
+    copy-on-write: writing to them never changes the files).
 
     Raises:
         FileNotFoundError: when ``path`` holds no saved memory.
@@ -89,7 +96,7 @@ def load_snapshot(path: str | Path) -> dict[str, Any]:
         if not file.is_file():
             raise ValueError(f"saved memory {path} lacks array {name!r} ({file.name})")
         if file.stat().st_size > MMAP_MIN_BYTES:
-            arrays[name] = np.load(file, mmap_mode="r", allow_pickle=False)
+            arrays[name] = np.load(file, mmap_mode="c", allow_pickle=False)
         else:
             arrays[name] = np.load(file, allow_pickle=False)
     sampler: dict[str, Any] = dict(meta["sampler"])
@@ -120,3 +127,24 @@ def copy_into(dst: np.ndarray, src: np.ndarray) -> None:
             if file.readinto(memoryview(cast(Any, dst)).cast("B")) == dst.nbytes:
                 return
     dst[...] = src
+
+
+ADOPT_MAPPED = os.name != "nt"
+"""Whether :func:`adopt` may keep a mapped file as storage (not on Windows: see above)."""
+
+
+def adopt(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """The array a memory should keep after loading ``src`` into ``dst``'s place: ``src``
+    itself (as a plain writable array) when it is a copy-on-write mapping of ``dst``'s shape
+    and dtype, else ``dst`` filled by :func:`copy_into`."""
+    if (
+        ADOPT_MAPPED
+        and isinstance(src, np.memmap)
+        and src.mode == "c"
+        and src.shape == dst.shape
+        and src.dtype == dst.dtype
+        and src.flags.c_contiguous
+    ):
+        return src.view(np.ndarray)
+    copy_into(dst, src)
+    return dst

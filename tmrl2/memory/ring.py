@@ -440,7 +440,9 @@ class RingMemory:
                 {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
             )
         for key, dst in self._arrays.items():
-            if size:
+            if size == self.capacity:  # a full memory: keep the mapped file (see persist)
+                self._arrays[key] = persist.adopt(dst, rows[key])
+            elif size:
                 persist.copy_into(dst[:size], rows[key])
         self._ptr, self._size = int(counters["ptr"]), size
         self.total_appended = int(counters["total_appended"])
