@@ -16,7 +16,9 @@ memory behind. Array names map to file names by replacing ``/`` with ``--``.
 
 from __future__ import annotations
 
+import io
 import json
+import mmap
 import os
 import shutil
 from collections.abc import Mapping
@@ -30,6 +32,10 @@ VERSION = 1
 META = "meta.json"
 MMAP_MIN_BYTES = 1 << 20
 """Arrays larger than this are memory-mapped on load rather than read into a new buffer."""
+DIRECT_MIN_BYTES = 64 << 20
+"""Arrays at least this large are written with direct I/O where the system offers it."""
+DIRECT_BLOCK = 32 << 20
+"""Bytes per direct write (a multiple of every device's block size)."""
 
 
 def _file_name(name: str) -> str:
@@ -54,7 +60,7 @@ def save_snapshot(snapshot: Mapping[str, Any], path: str | Path) -> Path:
         else:
             sampler_meta[key] = value
     for name, array in arrays.items():
-        np.save(tmp / _file_name(name), np.asarray(array), allow_pickle=False)
+        write_npy(tmp / _file_name(name), np.asarray(array))
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -70,6 +76,80 @@ def save_snapshot(snapshot: Mapping[str, Any], path: str | Path) -> Path:
     if old.exists():
         shutil.rmtree(old)
     return path
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    """``np.save(path, array)``; large arrays bypass the page cache (see :func:`_write_direct`)."""
+    if array.nbytes >= DIRECT_MIN_BYTES and array.flags.c_contiguous and _write_direct(path, array):
+        return
+    np.save(path, array, allow_pickle=False)
+
+
+def _write_direct(path: Path, array: np.ndarray) -> bool:
+    """Write ``array`` as a ``.npy`` file with ``O_DIRECT``; False where that is not offered
+    (other systems, file systems such as tmpfs), with nothing written.
+
+    Buffered writes of gigabytes first fill the page cache, and a virtual machine provides
+    fresh pages slowly: 0.5 GB/s measured here for a cold cache, against 2.4 GB/s written
+    straight to the disk. Direct I/O needs aligned memory, offsets and lengths, so the header
+    and the data stream through an aligned staging buffer; the last block is padded and the
+    file truncated to its true length.
+    """
+    flag = getattr(os, "O_DIRECT", None)
+    if flag is None:
+        return False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flag, 0o644)
+    except OSError:
+        return False
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    head = header.getvalue()
+    data = array.reshape(-1).view(np.uint8)
+    total = len(head) + data.size
+    stage = mmap.mmap(-1, DIRECT_BLOCK)  # page-aligned
+    buf = np.frombuffer(stage, np.uint8)
+    try:
+        buf[: len(head)] = np.frombuffer(head, np.uint8)
+        filled, src = len(head), 0
+        written = 0
+        while written < total:
+            take = min(DIRECT_BLOCK - filled, data.size - src)
+            buf[filled : filled + take] = data[src : src + take]
+            filled, src = filled + take, src + take
+            length = filled if written + filled < total else -(-filled // 4096) * 4096
+            if length > filled:
+                buf[filled:length] = 0  # pad the last block; truncated below
+            view = memoryview(stage)[:length]
+            done = 0
+            while done < length:
+                done += os.write(fd, view[done:])
+            view.release()
+            written += filled
+            filled = 0
+        os.ftruncate(fd, total)
+    except OSError:
+        os.close(fd)
+        os.unlink(path)
+        return False
+    finally:
+        del buf
+        stage.close()
+    os.close(fd)
+    return True
+
+
+def _read_ahead(file: Path) -> None:
+    """Ask the kernel to read a file into the page cache in the background (Linux), so that a
+    mapped memory's first random reads do not each wait for the disk."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    finally:
+        os.close(fd)
 
 
 def load_snapshot(path: str | Path) -> dict[str, Any]:
@@ -96,6 +176,7 @@ def load_snapshot(path: str | Path) -> dict[str, Any]:
         if not file.is_file():
             raise ValueError(f"saved memory {path} lacks array {name!r} ({file.name})")
         if file.stat().st_size > MMAP_MIN_BYTES:
+            _read_ahead(file)
             arrays[name] = np.load(file, mmap_mode="c", allow_pickle=False)
         else:
             arrays[name] = np.load(file, allow_pickle=False)
