@@ -282,7 +282,7 @@ class SAC:
         self._step(self.critic_optimizer, loss_critic, self._critic_params)
 
         if (self.updates + 1) % cfg.policy_delay == 0:
-            self._policy_step(batch, cb, alpha)
+            self._policy_step(batch, alpha, cb)
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._online_params, 1.0 - cfg.polyak)
         self.updates += 1
@@ -319,9 +319,10 @@ class SAC:
             discount=None if batch.discount is None else self._to_critic(batch.discount),
         )
 
-    def _policy_step(self, batch: Batch, cb: Batch, alpha: torch.Tensor) -> None:
+    def _policy_step(self, batch: Batch, alpha: torch.Tensor, cb: Batch | None = None) -> None:
         """Actor step with the critic frozen, then the temperature step (``cb``: the batch on
-        the critic's device)."""
+        the critic's device, when that is another one)."""
+        cb = batch if cb is None else cb
         critic = self.model.critic
         critic.requires_grad_(False)  # the actor's loss must not fill the critic's gradients
         try:

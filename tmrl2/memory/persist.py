@@ -1,17 +1,17 @@
 """Saving and loading a whole replay memory as raw arrays (no pickle).
 
-A saved memory is a folder: one ``.npy`` file per array (``np.save``, read back with
-``allow_pickle=False`` and memory-mapped copy-on-write) and ``meta.json`` with the counters
-and the non-array part of the sampler's state. Loading *adopts* each mapped array that has
-the storage's full shape (:func:`adopt`: the frame ring always, the rows of a full memory):
-the memory then reads the file's pages straight from the page cache, and a page is copied into
-the process only when the memory overwrites it. Loading a memory of gigabytes is then
-immediate and the data is not held twice in RAM (page cache and a copy). Other arrays, and
-every array on Windows (where a mapped file could not be replaced by the next save), are
-copied into the preallocated storage (:func:`copy_into`). On Linux the previous save's files
-stay on disk, unlinked, while the process still maps them. The folder is written under a
-temporary name and renamed into place, so an interrupted save never leaves a half-written
-memory behind. Array names map to file names by replacing ``/`` with ``--``.
+A saved memory is a folder: one ``.npy`` file per array (``np.save``, or direct I/O for large
+arrays: :func:`write_npy`) and ``meta.json`` with the counters and the non-array part of the
+sampler's state. Loading memory-maps the files copy-on-write (``allow_pickle=False``) and
+*adopts* each array that has the storage's full shape (:func:`adopt`: the frame ring always,
+the rows of a full memory): the memory reads the file's pages straight from the page cache,
+and a page is copied into the process only when the memory overwrites it. Loading a memory of
+gigabytes is then immediate and the data is not held twice in RAM (page cache and a copy).
+Other arrays, and every array on Windows (where a mapped file could not be replaced by the
+next save), are copied into the preallocated storage (:func:`copy_into`). On Linux the
+previous save's files stay on disk, unlinked, while the process still maps them. The folder
+is written under a temporary name and renamed into place, so an interrupted save never leaves
+a half-written memory behind. Array names map to file names by replacing ``/`` with ``--``.
 """
 
 from __future__ import annotations
