@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tmrl2.envs.sim import kernels
-from tmrl2.envs.sim.track import GRASS, Track
+from tmrl2.envs.sim.track import Track
 
 _FLOAT_FIELDS = kernels.STATE_FIELDS[:12]
 WHEELS = ("FL", "FR", "RL", "RR")
@@ -184,16 +184,11 @@ class Car:
         of the car's footprint (half the wheelbase ahead and behind, half the width to each
         side), so one wheel can be on the grass while the others are on the road. The point
         car has one height: all four wheels touch the ground or none does (``airborne``)."""
-        st, p, track = self.state, self.params, self.track
-        c, sn = math.cos(st.heading), math.sin(st.heading)
-        ahead, side = 0.5 * p.wheelbase_m, p.half_width_m
-        codes = []
-        for fwd, left in ((ahead, side), (ahead, -side), (-ahead, side), (-ahead, -side)):
-            # forward is (c, sn) in (x, z); left of it is (sn, -c)
-            x, z = st.x + fwd * c + left * sn, st.z + fwd * sn - left * c
-            seg, _, offset = track.project(x, z, st.seg)
-            codes.append(GRASS if abs(offset) > track.half_width(seg) else track.surface(seg))
-        return codes[0], codes[1], codes[2], codes[3]
+        st, p = self.state, self.params
+        table = kernels.track_tables(self.track)[0]
+        return kernels.wheel_surfaces(
+            table, st.x, st.z, st.heading, st.seg, 0.5 * p.wheelbase_m, p.half_width_m
+        )
 
     def step(self, gas: float, brake: float, steer: float, duration_s: float) -> bool:
         """Drive ``duration_s`` with these controls (gas, brake in [0, 1], steer in [-1, 1],

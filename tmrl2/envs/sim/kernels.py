@@ -296,6 +296,27 @@ def step_cars(
         contact[i] = touched
 
 
+@njit(cache=True)
+def wheel_surfaces(
+    tk: np.ndarray, x: float, z: float, heading: float, seg: int, ahead: float, side: float
+) -> tuple[int, int, int, int]:
+    """Surface code under each wheel (front-left, front-right, rear-left, rear-right) of a
+    car at ``(x, z)`` facing ``heading``, its wheels ``ahead`` metres before and behind the
+    centre and ``side`` metres to each side: grass beyond the road's border, else the road
+    segment's surface."""
+    c, sn = math.cos(heading), math.sin(heading)
+    codes = [0, 0, 0, 0]
+    k = 0
+    for fwd in (ahead, -ahead):
+        for left in (side, -side):
+            # forward is (c, sn) in (x, z); left of it is (sn, -c)
+            wseg, _, offset = project(tk, x + fwd * c + left * sn, z + fwd * sn - left * c, seg)
+            grass = abs(offset) > tk[wseg, T_HALF]
+            codes[k] = int(GRASS_CODE) if grass else int(tk[wseg, T_SURFACE])
+            k += 1
+    return codes[0], codes[1], codes[2], codes[3]
+
+
 # ---------------------------------------------------------------- LIDAR
 @njit(cache=True)
 def lidar_cars(

@@ -82,7 +82,7 @@ class SimBatch:
         self._stuck_anchor[idx] = 0.0
         self._stuck_since[idx] = 0
         self._actions[idx] = 0.0
-        self._lidar[idx] = self._scan()[idx, None, :]
+        self._lidar[idx] = self._scan(idx)[:, None, :]
 
     def reset(self) -> dict[str, np.ndarray]:
         self._reset_cars(np.arange(self.n))
@@ -132,11 +132,13 @@ class SimBatch:
         }
 
     # ----------------------------------------------------------------- LIDAR
-    def _scan(self) -> np.ndarray:
-        """``(n, beams)`` distances / range, as :meth:`Lidar.measure` for each car."""
+    def _scan(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """``(n, beams)`` distances / range, as :meth:`Lidar.measure` for each car (or for
+        the cars ``idx``)."""
         rng = self.config.lidar_range_m
+        states = self.states if idx is None else self.states[idx]
+        out = self._scan_out if idx is None else np.empty((len(idx), len(self.angles)))
         kernels.lidar_cars(
-            self.states, self.angles, rng, self._ahead, self._behind, self._table,
-            self._walls, self._scan_out,
-        )  # fmt: skip
-        return (self._scan_out / rng).astype(np.float32)
+            states, self.angles, rng, self._ahead, self._behind, self._table, self._walls, out
+        )
+        return (out / rng).astype(np.float32)
