@@ -39,8 +39,10 @@ class Lidar:
         self.range_m = float(range_m)
         self.angles = np.linspace(-math.pi / 2, math.pi / 2, beams) if beams > 1 else np.zeros(1)
         """Beam directions relative to the heading (rad, negative to the left)."""
-        self._ahead = math.ceil(WINDOW_AHEAD * range_m / track.spacing_m)
-        self._behind = math.ceil(WINDOW_BEHIND * range_m / track.spacing_m)
+        self.ahead = math.ceil(WINDOW_AHEAD * range_m / track.spacing_m)
+        """Segments searched in the direction the car faces."""
+        self.behind = math.ceil(WINDOW_BEHIND * range_m / track.spacing_m)
+        """Segments searched the other way."""
         self._row = np.zeros((1, kernels.NSTATE))
 
     def measure(self, x: float, z: float, heading: float, seg: int) -> np.ndarray:
@@ -52,6 +54,6 @@ class Lidar:
         table, walls = kernels.track_tables(self.track)
         out = np.empty((1, len(self.angles)))
         kernels.lidar_cars(
-            row, self.angles, self.range_m, self._ahead, self._behind, table, walls, out
+            row, self.angles, self.range_m, self.ahead, self.behind, table, walls, out
         )
         return out[0]

@@ -12,20 +12,19 @@ Not covered: images, previews, domain randomization and respawns (use :class:`Si
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from tmrl2.envs.sim import kernels
-from tmrl2.envs.sim.car import CarParams, CarState
+from tmrl2.envs.sim.car import Car, CarParams, CarState
 from tmrl2.envs.sim.env import (
     SPEED_REF_MS,
     START_HEADING_NOISE_RAD,
     START_OFFSET_NOISE_M,
     SimEnvConfig,
 )
-from tmrl2.envs.sim.lidar import WINDOW_AHEAD, WINDOW_BEHIND
+from tmrl2.envs.sim.lidar import Lidar
 from tmrl2.envs.sim.track import load_track
 
 
@@ -42,9 +41,8 @@ class SimBatch:
         self.rng = np.random.default_rng(seed)
         self._table, self._walls = kernels.track_tables(track)
         self._packed = kernels.pack_params(self.params, track)
-        self.angles = np.linspace(-math.pi / 2, math.pi / 2, cfg.lidar_beams)
-        self._ahead = math.ceil(WINDOW_AHEAD * cfg.lidar_range_m / track.spacing_m)
-        self._behind = math.ceil(WINDOW_BEHIND * cfg.lidar_range_m / track.spacing_m)
+        lidar = Lidar(track, cfg.lidar_beams, cfg.lidar_range_m)  # the single car's window
+        self.angles, self._ahead, self._behind = lidar.angles, lidar.ahead, lidar.behind
         self.states = np.zeros((n, kernels.NSTATE))
         """One row per car, columns :data:`kernels.STATE_FIELDS`."""
         self._contact = np.zeros(n, np.bool_)
@@ -67,8 +65,6 @@ class SimBatch:
         self.states[i] = [float(getattr(car, name)) for name in kernels.STATE_FIELDS]
 
     def _reset_cars(self, idx: np.ndarray) -> None:
-        from tmrl2.envs.sim.car import Car
-
         car = Car(self.track, self.params)
         for i in idx:
             noise = self.rng.uniform(-1.0, 1.0, 2)
