@@ -121,10 +121,13 @@ def track_from_line(
         if runoff_m > 0.0:
             line = add_runoff(line, runoff_m, spacing)
     centerline = line[:, :3]
+    # a single width stays exactly that number (smoothing a constant is exact only up to
+    # rounding, and files written back say `width_m: 12.0`, not one value per point)
+    width = np.full(len(line), float(width_m)) if np.ndim(width_m) == 0 else line[:, 3]
     return Track(
         name,
         centerline,
-        line[:, 3],
+        width,
         finish,
         checkpoint_spacing_m,
         checkpoints_m=checkpoints_m,
