@@ -134,6 +134,11 @@ def alpha_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy: floa
     return -(log_alpha * (logp.detach() + target_entropy)).mean()
 
 
+AMP_DEVICE_TYPES: tuple[str, ...] = ("cuda",)
+"""Device types where ``amp`` takes effect. The CPU learner stays in float32: bf16 autocast
+measured only 6-8 % faster on two threads here (the casts eat the faster matmuls). Tests
+add ``"cpu"`` to run the mixed-precision code paths without a GPU."""
+
 _FUSED_DEVICES = ("cpu", "cuda")
 """Devices where torch's fused Adam kernels exist: about 2x faster than the multi-tensor
 (``foreach``) path on CPU (0.41 vs 0.87 ms per step of the default twin critic)."""
@@ -192,10 +197,12 @@ class SAC:
         )
         self._online_params: list[torch.Tensor] = list(model.critic.parameters())
         self._target_params: list[torch.Tensor] = list(self.target_critic.parameters())
-        cuda = self.device.type == "cuda" and self.critic_device.type == "cuda"
+        amp_here = (
+            self.device.type in AMP_DEVICE_TYPES and self.critic_device.type == self.device.type
+        )
         self.amp_dtype: torch.dtype | None = (
             {"bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
-            if cuda and config.amp != "off"
+            if amp_here and config.amp != "off"
             else None
         )
         self._scalers: dict[int, torch.amp.GradScaler] = {}
@@ -216,7 +223,7 @@ class SAC:
         if self.amp_dtype is torch.float16:
             for optimizer in (self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer):
                 if optimizer is not None:
-                    self._scalers[id(optimizer)] = torch.amp.GradScaler("cuda")
+                    self._scalers[id(optimizer)] = torch.amp.GradScaler(self.device.type)
 
     @property
     def alpha(self) -> float:
