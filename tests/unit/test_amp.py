@@ -19,7 +19,7 @@ from tmrl2.algos import sac as sac_module
 from tmrl2.algos.networks import MLPActorCritic, MLPConfig
 from tmrl2.algos.policy import actor_act
 from tmrl2.algos.redq import REDQ, REDQConfig
-from tmrl2.algos.sac import SAC, SACConfig
+from tmrl2.algos.sac import SAC, AmpMode, SACConfig
 from tmrl2.memory.batch import Batch
 from tmrl2.memory.ring import RingMemory, RingMemoryConfig
 
@@ -53,7 +53,7 @@ def target_memory() -> RingMemory:
     return memory
 
 
-def make(amp: str, cls: type[SAC] = SAC, seed: int = 0) -> SAC:
+def make(amp: AmpMode, cls: type[SAC] = SAC, seed: int = 0) -> SAC:
     torch.manual_seed(seed)
     model = MLPActorCritic(MLPConfig(hidden_sizes=(32, 32)), OBS_SPACE, ACTION_SPACE)
     if cls is REDQ:
@@ -69,7 +69,7 @@ def worst_error(algo: SAC) -> float:
 
 @pytest.mark.parametrize("amp, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_mixed_precision_runs_the_networks_in_half_and_still_learns(
-    amp: str, dtype: torch.dtype
+    amp: AmpMode, dtype: torch.dtype
 ) -> None:
     algo = make(amp)
     assert algo.amp_dtype is dtype

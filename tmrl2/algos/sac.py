@@ -38,6 +38,9 @@ STAT_NAMES: tuple[str, ...] = (
 
 _Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 
+AmpMode = Literal["off", "bf16", "fp16"]
+"""Mixed precision of a learner: off, bf16 autocast, or fp16 autocast with a gradient scaler."""
+
 
 class SACConfig(ComponentConfig):
     """Config of the SAC learner."""
@@ -74,7 +77,7 @@ class SACConfig(ComponentConfig):
     policy_delay: int = Field(default=1, ge=1)
     """The actor and the temperature step once every this many critic steps (TD3-style
     delay; REDQ's update-to-data ratio G with one policy step per environment step)."""
-    amp: Literal["off", "bf16", "fp16"] = "off"
+    amp: AmpMode = "off"
     """Mixed precision on CUDA: ``bf16`` autocast, or ``fp16`` autocast with a gradient
     scaler. On the CPU the learner stays in fp32 whatever this says."""
 
