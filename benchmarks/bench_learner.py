@@ -6,7 +6,9 @@ inputs), 3-D actions, MLP (256, 256) (tmrl's 265k-parameter actor-critic), batch
 of random transitions. Each figure is the median over rounds, printed with its ratio to:
 
 - tmrl 0.7.1 (``SpinupSacAgent``, ``REDQSACAgent``, ``MemoryTMLidar``), run in its own virtual
-  environment in the same benchmark run (skipped with a message where it is not installed);
+  environment (skipped with a message where it is not installed), its interpreter kept up so
+  that its rounds alternate with ours: the ratio is the median of the per-round ratios, so the
+  machine's drift (up to 25 % within minutes on a shared VM) hits both sides alike;
 - a CleanRL-style SAC update (two separate Q networks, default Adam), same sizes;
 - REDQ's arithmetic ceiling: FLOPs per critic update against the measured matmul rate.
 
@@ -18,13 +20,14 @@ from __future__ import annotations
 import argparse
 import copy
 import random
+import statistics
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from timing import rate
-from tmrl_baseline import run_tmrl
+from tmrl_baseline import TmrlProcess, start_tmrl
 from torch import nn
 
 from tmrl2.algos.cnn import CNNActorCritic, CNNConfig
@@ -144,29 +147,29 @@ mem.append(Buffer(samples(args["size"])))
 obs_space = spaces.Tuple((spaces.Box(0, 1000, (1,)), spaces.Box(0, np.inf, (4, 19)),
                           spaces.Box(-1, 1, (3,)), spaces.Box(-1, 1, (3,))))
 act_space = spaces.Box(-1, 1, (3,))
-def rate(fn, calls):
-    fn()
-    out = []
-    for _ in range(args["rounds"]):
-        t = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        out.append(calls / (time.perf_counter() - t))
-    return statistics.median(out)
-res = {}
-for threads in args["threads"]:
-    torch.set_num_threads(threads)
-    batch = mem.sample()
-    sac = SpinupSacAgent(obs_space, act_space, device="cpu")
-    res["params"] = sum(p.numel() for p in sac.model.parameters())
-    res[f"sac_updates_{threads}"] = rate(lambda: sac.train(batch), args["updates"])
-    res[f"sac_steps_{threads}"] = rate(lambda: sac.train(mem.sample()), args["updates"])
-    # tmrl's REDQ crashes with a learned temperature and G > 1 (alpha_t is undefined between
-    # policy updates): its shipped REDQ config uses a fixed alpha, as here
-    redq = REDQSACAgent(obs_space, act_space, device="cpu", n=10, m=2,
-                        q_updates_per_policy_update=20, learn_entropy_coef=False, alpha=0.01)
-    res[f"redq_updates_{threads}"] = rate(lambda: redq.train(batch), args["updates"])
-print("RESULT " + json.dumps(res))
+def one_round(fn, calls):
+    fn()  # warm-up
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return calls / (time.perf_counter() - t)
+batch = mem.sample()
+sac = SpinupSacAgent(obs_space, act_space, device="cpu")
+# tmrl's REDQ crashes with a learned temperature and G > 1 (alpha_t is undefined between
+# policy updates): its shipped REDQ config uses a fixed alpha, as here
+redq = REDQSACAgent(obs_space, act_space, device="cpu", n=10, m=2,
+                    q_updates_per_policy_update=20, learn_entropy_coef=False, alpha=0.01)
+figures = {
+    "sac_updates": lambda: sac.train(batch),
+    "sac_steps": lambda: sac.train(mem.sample()),
+    "redq_updates": lambda: redq.train(batch),
+}
+print("READY " + json.dumps({"params": sum(p.numel() for p in sac.model.parameters())}), flush=True)
+for line in sys.stdin:
+    req = json.loads(line)
+    torch.set_num_threads(req["threads"])
+    rate = one_round(figures[req["figure"]], req["calls"])
+    print("RESULT " + json.dumps({"rate": rate}), flush=True)
 """
 
 
@@ -230,10 +233,31 @@ def cnn_updates(rounds: int, batch_size: int) -> float:
     return rate(lambda: algo.update(batch), 3, rounds)
 
 
-def ratio(mine: float, base: dict[str, float] | None, key: str) -> str:
-    if base is None or key not in base:
-        return ""
-    return f"  x{mine / base[key]:.2f} vs tmrl {base[key]:.1f}"
+class Paired:
+    """Our rounds alternate with tmrl's (its interpreter stays up between them), so the
+    machine's drift hits both sides alike; the ratio is the median of the per-round ratios."""
+
+    def __init__(self, tmrl: TmrlProcess | None, calls: int, rounds: int) -> None:
+        self.tmrl, self.calls, self.rounds = tmrl, calls, rounds
+
+    def __call__(
+        self, fn: Callable[[], object], figure: str, threads: int
+    ) -> tuple[float, str, float | None]:
+        """Our median rate, the text comparing it with tmrl's, tmrl's median rate."""
+        mine: list[float] = []
+        theirs: list[float] = []
+        for _ in range(self.rounds):
+            if self.tmrl is not None:
+                request = {"figure": figure, "threads": threads, "calls": self.calls}
+                theirs.append(float(self.tmrl.ask(request)["rate"]))
+            torch.set_num_threads(threads)
+            mine.append(rate(fn, self.calls, 1))
+        if not theirs:
+            return statistics.median(mine), "", None
+        ratios = [m / t for m, t in zip(mine, theirs, strict=True)]
+        base = statistics.median(theirs)
+        text = f"  x{statistics.median(ratios):.2f} vs tmrl {base:.1f}"
+        return statistics.median(mine), text, base
 
 
 def main() -> None:
@@ -247,15 +271,11 @@ def main() -> None:
     parser.add_argument("--tmrl-python", default=None, help="tmrl's interpreter")
     args = parser.parse_args()
 
-    base = None
+    tmrl = None
     if not args.no_tmrl:
-        payload = {
-            "threads": args.threads,
-            "rounds": args.rounds,
-            "updates": args.updates,
-            "size": args.size,
-        }
-        base = run_tmrl(TMRL_SCRIPT, payload, home="home_lidar_redq", python=args.tmrl_python)
+        payload = {"size": args.size}
+        tmrl = start_tmrl(TMRL_SCRIPT, payload, home="home_lidar_redq", python=args.tmrl_python)
+    paired = Paired(tmrl, args.updates, args.rounds)
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -278,27 +298,26 @@ def main() -> None:
     params = sum(p.numel() for p in sac.model.parameters())
     print(
         f"device {args.device}, batch {config.batch_size}, hidden {hidden} ({params:,} "
-        f"parameters; tmrl: {base.get('params', 0) if base else '-'}), median of "
-        f"{args.rounds} rounds"
+        f"parameters; tmrl: {tmrl.ready.get('params', 0) if tmrl else '-'}), median of "
+        f"{args.rounds} rounds of {args.updates} updates"
+        + (", alternating with tmrl's" if tmrl else "")
     )
     for threads in args.threads:
         torch.set_num_threads(threads)
         gflops = matmul_gflops(args.rounds)  # at this thread count
-        updates = rate(lambda: sac.update(batch), args.updates, args.rounds)
-        steps = rate(
-            lambda: sac.update(memory.sample(config.batch_size)), args.updates, args.rounds
+        updates, vs_updates, _ = paired(lambda: sac.update(batch), "sac_updates", threads)
+        steps, vs_steps, tmrl_steps = paired(
+            lambda: sac.update(memory.sample(config.batch_size)), "sac_steps", threads
         )
-        redq_updates = rate(lambda: redq.update(batch), args.updates, args.rounds)
+        redq_updates, vs_redq, tmrl_redq = paired(
+            lambda: redq.update(batch), "redq_updates", threads
+        )
         anchor_updates = rate(lambda: anchor.update(batch), args.updates, args.rounds)
         print(
-            f"threads {threads}: SAC updates/s {updates:7.1f}"
-            f"{ratio(updates, base, f'sac_updates_{threads}')}"
+            f"threads {threads}: SAC updates/s {updates:7.1f}{vs_updates}"
             f"  x{updates / anchor_updates:.2f} vs CleanRL-style {anchor_updates:.1f}"
         )
-        print(
-            f"threads {threads}: SAC training steps/s (sample + update) {steps:7.1f}"
-            f"{ratio(steps, base, f'sac_steps_{threads}')}"
-        )
+        print(f"threads {threads}: SAC training steps/s (sample + update) {steps:7.1f}{vs_steps}")
         sac_ceiling = gflops * 1e9 / sac_flops(256, hidden[0])
         print(
             f"threads {threads}: SAC ceiling: {sac_flops(256, hidden[0]) / 1e6:.0f} MFLOP per "
@@ -306,32 +325,28 @@ def main() -> None:
             f"updates/s; reached {updates / sac_ceiling:.0%}"
             + (
                 f"; the most any learner of these networks can be ahead of tmrl's "
-                f"{base[f'sac_steps_{threads}']:.1f} steps/s: "
-                f"{sac_ceiling / base[f'sac_steps_{threads}']:.2f}x"
-                if base and f"sac_steps_{threads}" in base
+                f"{tmrl_steps:.1f} steps/s: {sac_ceiling / tmrl_steps:.2f}x"
+                if tmrl_steps
                 else ""
             )
         )
         flops = redq_flops(256, hidden[0], 10, 2, 20)
         ceiling = gflops * 1e9 / flops
         print(
-            f"threads {threads}: REDQ N=10 M=2 G=20 critic updates/s {redq_updates:7.1f}"
-            f"{ratio(redq_updates, base, f'redq_updates_{threads}')}"
+            f"threads {threads}: REDQ N=10 M=2 G=20 critic updates/s {redq_updates:7.1f}{vs_redq}"
         )
         print(
             f"threads {threads}: REDQ ceiling: {flops / 1e6:.0f} MFLOP per critic update at "
             f"{gflops:.1f} GFLOP/s ({threads} thread matmul) = {ceiling:.0f} updates/s; "
             f"reached {redq_updates / ceiling:.0%}"
-            + (
-                f"; at most {ceiling / base[f'redq_updates_{threads}']:.2f}x tmrl"
-                if base and f"redq_updates_{threads}" in base
-                else ""
-            )
+            + (f"; at most {ceiling / tmrl_redq:.2f}x tmrl" if tmrl_redq else "")
         )
         cnn = cnn_updates(max(3, args.rounds // 2), 64)
         print(
             f"threads {threads}: image CNN (4 x 64 x 64, DrQ) SAC updates/s at batch 64 {cnn:7.1f}"
         )
+    if tmrl is not None:
+        tmrl.close()
 
 
 if __name__ == "__main__":
