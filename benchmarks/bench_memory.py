@@ -26,7 +26,6 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,7 +60,9 @@ def episode_chunks(
     """``steps`` transitions of episodes of ``episode`` steps, as chunks of ``CHUNK`` rows."""
     hist_key = "lidar" if "lidar" in space.spaces else "image"
     box = space.spaces[hist_key]
+    assert box.shape is not None
     h, frame = box.shape[0], box.shape[1:]
+    frames: np.ndarray
     if box.dtype == np.uint8:
         frames = rng.integers(0, 256, (steps + 1, *frame), dtype=np.uint8)
     else:
@@ -402,4 +403,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -23,14 +23,11 @@ def tmrl_python(explicit: str | None = None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def run_tmrl(
-    script: str,
-    payload: dict[str, Any],
-    home: str = "home_lidar",
-    timeout_s: float = 900,
-    python: str | None = None,
-) -> dict[str, float] | None:
-    """The ``RESULT {json}`` line the script prints, or ``None`` with the reason printed."""
+def tmrl_command(
+    script: str, payload: dict[str, Any], home: str, python: str | None
+) -> tuple[list[str], dict[str, str]] | None:
+    """The command line and environment that run ``script`` with tmrl, or ``None`` (with the
+    reason printed) where tmrl is not installed."""
     exe = tmrl_python(python)
     if exe is None:
         print(
@@ -39,9 +36,24 @@ def run_tmrl(
         )
         return None
     env = {**os.environ, "HOME": str(BASELINE / home), "OMP_NUM_THREADS": "1"}
+    return [str(exe), "-c", script, json.dumps(payload)], env
+
+
+def run_tmrl(
+    script: str,
+    payload: dict[str, Any],
+    home: str = "home_lidar",
+    timeout_s: float = 900,
+    python: str | None = None,
+) -> dict[str, float] | None:
+    """The ``RESULT {json}`` line the script prints, or ``None`` with the reason printed."""
+    command = tmrl_command(script, payload, home, python)
+    if command is None:
+        return None
+    cmd, env = command
     try:
         proc = subprocess.run(
-            [str(exe), "-c", script, json.dumps(payload)],
+            cmd,
             env=env,
             capture_output=True,
             text=True,
@@ -95,18 +107,14 @@ def start_tmrl(
 ) -> TmrlProcess | None:
     """Start ``script`` in tmrl's environment and wait for ``READY``; ``None`` (with the reason
     printed) where tmrl is not installed or the script fails."""
-    exe = tmrl_python(python)
-    if exe is None:
-        print(
-            f"tmrl 0.7.1 not found ({python or BASELINE / 'venv/bin/python'}): skipping its "
-            "figures; install it with /work/shared/tools/install_tmrl_baseline.sh"
-        )
+    command = tmrl_command(script, payload, home, python)
+    if command is None:
         return None
-    env = {**os.environ, "HOME": str(BASELINE / home), "OMP_NUM_THREADS": "1"}
+    cmd, env = command
     # a file, not a pipe: a full stderr pipe would block tmrl; it lives as long as the process
     errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
     proc = subprocess.Popen(
-        [str(exe), "-c", script, json.dumps(payload)],
+        cmd,
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
