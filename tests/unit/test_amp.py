@@ -13,44 +13,20 @@ import io
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
+from learnkit import ACTION_SPACE, OBS_SPACE, target_reaching_memory, worst_action_error
 
 from tmrl2.algos import sac as sac_module
 from tmrl2.algos.networks import MLPActorCritic, MLPConfig
-from tmrl2.algos.policy import actor_act
 from tmrl2.algos.redq import REDQ, REDQConfig
 from tmrl2.algos.sac import SAC, AmpMode, SACConfig
 from tmrl2.memory.batch import Batch
-from tmrl2.memory.ring import RingMemory, RingMemoryConfig
 
 torch.set_num_threads(1)
-
-OBS_SPACE = spaces.Box(-1, 1, (1,))
-ACTION_SPACE = spaces.Box(-1, 1, (1,))
 
 
 @pytest.fixture(autouse=True)
 def amp_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sac_module, "AMP_DEVICE_TYPES", ("cuda", "cpu"))
-
-
-def target_memory() -> RingMemory:
-    """One-step episodes with reward ``-(a - 0.8 o)^2``: the best action is ``0.8 o``."""
-    memory = RingMemory(RingMemoryConfig(capacity=5000), OBS_SPACE, ACTION_SPACE, seed=0)
-    rng = np.random.default_rng(0)
-    obs = rng.uniform(-1, 1, (5000, 1)).astype(np.float32)
-    action = rng.uniform(-1, 1, (5000, 1)).astype(np.float32)
-    memory.append(
-        {
-            "obs": obs,
-            "next_obs": obs,
-            "action": action,
-            "reward": -((action[:, 0] - 0.8 * obs[:, 0]) ** 2),
-            "terminated": np.ones(5000, bool),
-            "truncated": np.zeros(5000, bool),
-        }
-    )
-    return memory
 
 
 def make(amp: AmpMode, cls: type[SAC] = SAC, seed: int = 0) -> SAC:
@@ -59,12 +35,6 @@ def make(amp: AmpMode, cls: type[SAC] = SAC, seed: int = 0) -> SAC:
     if cls is REDQ:
         return REDQ(REDQConfig(amp=amp, n_critics=4, m_target=2, batch_size=64), model)
     return SAC(SACConfig(amp=amp, lr_actor=3e-3, lr_critic=3e-3, lr_alpha=3e-3), model)
-
-
-def worst_error(algo: SAC) -> float:
-    probes = np.array([-0.75, 0.0, 0.75], np.float32)
-    actions = [actor_act(algo.model.actor, np.array([p]), deterministic=True)[0] for p in probes]
-    return float(np.abs(np.array(actions) - 0.8 * probes).max())
 
 
 @pytest.mark.parametrize("amp, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
@@ -76,20 +46,20 @@ def test_mixed_precision_runs_the_networks_in_half_and_still_learns(
     seen: list[torch.dtype] = []
     last_layer = algo.model.critic.q.linear_layers[-1]
     last_layer.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
-    memory = target_memory()
-    assert worst_error(algo) > 0.3
+    memory = target_reaching_memory()
+    assert worst_action_error(algo.model.actor) > 0.3
     for _ in range(400):
         stats = algo.update(memory.sample(128))
     assert all(np.isfinite(list(stats.values())))
     assert set(seen) == {dtype}  # every critic pass ran under autocast
-    assert worst_error(algo) < 0.1
+    assert worst_action_error(algo.model.actor) < 0.1
 
 
 def test_fp16_has_a_scaler_per_optimizer_and_skips_overflowing_steps() -> None:
     algo = make("fp16")
     names = algo._scaler_names()
     assert sorted(names) == ["actor", "alpha", "critic"]
-    batch = target_memory().sample(64)
+    batch = target_reaching_memory().sample(64)
     algo.update(batch)
     critic_before = [p.detach().clone() for p in algo.model.critic.parameters()]
     scale_before = names["critic"].get_scale()
@@ -104,7 +74,7 @@ def test_fp16_has_a_scaler_per_optimizer_and_skips_overflowing_steps() -> None:
 
 def test_scaler_state_is_checkpointed_and_restored() -> None:
     trained = make("fp16")
-    batch: Batch = target_memory().sample(64)
+    batch: Batch = target_reaching_memory().sample(64)
     trained.update(batch._replace(reward=torch.full_like(batch.reward, 3e38)))  # scale drops
     for _ in range(3):
         trained.update(batch)
@@ -123,7 +93,7 @@ def test_scaler_state_is_checkpointed_and_restored() -> None:
 
 def test_redq_ensemble_under_fp16() -> None:
     algo = make("fp16", cls=REDQ)
-    memory = target_memory()
+    memory = target_reaching_memory()
     for _ in range(20):
         stats = algo.update(memory.sample(64))
     assert algo.amp_dtype is torch.float16 and all(np.isfinite(list(stats.values())))

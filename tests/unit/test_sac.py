@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from learnkit import ACTION_SPACE as TASK_ACTION
+from learnkit import OBS_SPACE as TASK_OBS
+from learnkit import target_reaching_memory, worst_action_error
 from pydantic import ValidationError
 
 from tmrl2.algos.networks import MLPActorCritic, MLPConfig
-from tmrl2.algos.policy import actor_act
 from tmrl2.algos.sac import (
     SAC,
     STAT_NAMES,
@@ -23,7 +25,6 @@ from tmrl2.algos.sac import (
     td_target,
 )
 from tmrl2.memory.batch import Batch
-from tmrl2.memory.ring import RingMemory, RingMemoryConfig
 
 torch.set_num_threads(1)
 
@@ -192,33 +193,14 @@ def test_state_dict_round_trip_through_torch_save() -> None:
 def test_sac_learns_a_one_step_target_reaching_task() -> None:
     """Reward -(a - 0.8 o)^2, episodes of one step: the mean action must go to 0.8 o."""
     torch.manual_seed(0)
-    obs_space, action_space = spaces.Box(-1, 1, (1,)), spaces.Box(-1, 1, (1,))
-    memory = RingMemory(RingMemoryConfig(capacity=5000), obs_space, action_space, seed=0)
-    rng = np.random.default_rng(0)
-    obs = rng.uniform(-1, 1, (5000, 1)).astype(np.float32)
-    action = rng.uniform(-1, 1, (5000, 1)).astype(np.float32)
-    memory.append(
-        {
-            "obs": obs,
-            "next_obs": obs,
-            "action": action,
-            "reward": -((action[:, 0] - 0.8 * obs[:, 0]) ** 2),
-            "terminated": np.ones(5000, bool),
-            "truncated": np.zeros(5000, bool),
-        }
-    )
+    memory = target_reaching_memory()
     config = SACConfig(lr_actor=3e-3, lr_critic=3e-3, lr_alpha=3e-3, batch_size=128)
-    sac = SAC(config, MLPActorCritic(MLPConfig(hidden_sizes=(32, 32)), obs_space, action_space))
-    probes = np.array([-0.75, 0.0, 0.75], np.float32)
-
-    def worst_error() -> float:
-        actions = [actor_act(sac.model.actor, np.array([p]), deterministic=True)[0] for p in probes]
-        return float(np.abs(np.array(actions) - 0.8 * probes).max())
-
-    assert worst_error() > 0.3
+    model = MLPActorCritic(MLPConfig(hidden_sizes=(32, 32)), TASK_OBS, TASK_ACTION)
+    sac = SAC(config, model)
+    assert worst_action_error(sac.model.actor) > 0.3
     for _ in range(400):
         sac.update(memory.sample(config.batch_size))
-    assert worst_error() < 0.1
+    assert worst_action_error(sac.model.actor) < 0.1
 
 
 def test_td_target_uses_per_sample_discounts_of_n_step_rows() -> None:
