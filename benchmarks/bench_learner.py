@@ -201,35 +201,40 @@ def redq_flops(batch: int, hidden: int, n: int, m: int, g: int, in_dim: int = 86
     return 2.0 * (critic + target + policy)
 
 
-def cnn_updates(rounds: int, batch_size: int) -> float:
-    """SAC updates/s of the image agent (configs/sim_image.yaml's CNN, 4 x 64 x 64 grey)."""
-    obs = spaces.Dict(
+def image_batch(batch_size: int, device: str = "cpu") -> tuple[spaces.Dict, Batch]:
+    """A random batch of tmrl's image observation (4 x 64 x 64 grey, speed, previous actions)."""
+    obs_space = spaces.Dict(
         image=spaces.Box(0, 255, (4, 64, 64), np.uint8),
         speed=spaces.Box(0, 1, (1,), np.float32),
         prev_actions=spaces.Box(-1, 1, (2, 3), np.float32),
     )
-    model = CNNActorCritic(CNNConfig(), obs, ACTION_SPACE)
-    algo = SAC(SACConfig(batch_size=batch_size), model)
     gen = torch.Generator().manual_seed(0)
 
     def part() -> dict[str, torch.Tensor]:
         return {
-            "image": torch.randint(
-                0, 256, (batch_size, 4, 64, 64), generator=gen, dtype=torch.uint8
+            "image": torch.randint(0, 256, (batch_size, 4, 64, 64), generator=gen).to(
+                device, torch.uint8
             ),
-            "speed": torch.rand(batch_size, 1),
-            "prev_actions": torch.rand(batch_size, 2, 3),
+            "speed": torch.rand(batch_size, 1, generator=gen).to(device),
+            "prev_actions": torch.rand(batch_size, 2, 3, generator=gen).to(device),
         }
 
     batch = Batch(
         obs=part(),
-        action=torch.rand(batch_size, 3) * 2 - 1,
-        reward=torch.rand(batch_size),
+        action=(torch.rand(batch_size, 3, generator=gen) * 2 - 1).to(device),
+        reward=torch.rand(batch_size, generator=gen).to(device),
         next_obs=part(),
-        terminated=torch.zeros(batch_size),
-        weights=torch.ones(batch_size),
+        terminated=torch.zeros(batch_size, device=device),
+        weights=torch.ones(batch_size, device=device),
         indices=np.arange(batch_size),
     )
+    return obs_space, batch
+
+
+def cnn_updates(rounds: int, batch_size: int) -> float:
+    """SAC updates/s of the image agent (configs/sim_image.yaml's CNN, 4 x 64 x 64 grey)."""
+    obs, batch = image_batch(batch_size)
+    algo = SAC(SACConfig(batch_size=batch_size), CNNActorCritic(CNNConfig(), obs, ACTION_SPACE))
     return rate(lambda: algo.update(batch), 3, rounds)
 
 

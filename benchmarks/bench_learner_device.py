@@ -22,8 +22,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
-from bench_learner import ACTION_SPACE, OBS_SPACE, random_chunk
-from gymnasium import spaces
+from bench_learner import ACTION_SPACE, OBS_SPACE, image_batch, random_chunk
 from timing import rate
 from torch import nn
 
@@ -74,36 +73,6 @@ class LoopREDQ(REDQ):
     ) -> torch.Tensor:
         members = torch.randperm(self._n)[: self._m]
         return self.target_critic(next_obs, next_action, members)
-
-
-def image_batch(batch_size: int, device: str) -> tuple[spaces.Dict, Batch]:
-    """A random batch of tmrl's image observation (4 x 64 x 64 grey, speed, previous actions)."""
-    obs_space = spaces.Dict(
-        image=spaces.Box(0, 255, (4, 64, 64), np.uint8),
-        speed=spaces.Box(0, 1, (1,), np.float32),
-        prev_actions=spaces.Box(-1, 1, (2, 3), np.float32),
-    )
-    gen = torch.Generator().manual_seed(0)
-
-    def part() -> dict[str, torch.Tensor]:
-        return {
-            "image": torch.randint(0, 256, (batch_size, 4, 64, 64), generator=gen).to(
-                device, torch.uint8
-            ),
-            "speed": torch.rand(batch_size, 1, generator=gen).to(device),
-            "prev_actions": torch.rand(batch_size, 2, 3, generator=gen).to(device),
-        }
-
-    batch = Batch(
-        obs=part(),
-        action=(torch.rand(batch_size, 3, generator=gen) * 2 - 1).to(device),
-        reward=torch.rand(batch_size, generator=gen).to(device),
-        next_obs=part(),
-        terminated=torch.zeros(batch_size, device=device),
-        weights=torch.ones(batch_size, device=device),
-        indices=np.arange(batch_size),
-    )
-    return obs_space, batch
 
 
 def main() -> None:
