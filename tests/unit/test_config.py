@@ -134,3 +134,20 @@ def test_config_hash_covers_shared_sections_only() -> None:
     # what changes observations, rewards or the actor's shape must not
     assert config_hash(load_config(None, ["env.lidar_beams=7"])) != base
     assert config_hash(load_config(None, ["model.hidden_sizes=[64]"])) != base
+
+
+def test_loading_a_config_imports_no_transport_and_the_limits_agree() -> None:
+    """``config`` must not pull pyzmq or the server role in; its message limit is the codec's."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tmrl2.config.load as l; l.load_config(None, []);"
+        "print(sorted(m for m in ('zmq', 'tmrl2.roles.server') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+    from tmrl2.config.schema import DEFAULT_MAX_MESSAGE_BYTES
+    from tmrl2.net.codec import DEFAULT_MAX_BYTES
+
+    assert DEFAULT_MAX_MESSAGE_BYTES == DEFAULT_MAX_BYTES

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from netkit import running
 
+from tmrl2.config.schema import ServerConfig
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.net.errors import SecurityError
 from tmrl2.net.keys import ClientCurve, ServerCurve, check_bind, generate_keys, is_loopback
 from tmrl2.net.transport import ClientSocket, ServerSocket
-from tmrl2.roles.server import Server, ServerConfig
+from tmrl2.roles.server import Server
 
 HELLO = Message("hello", {"role": "worker", "name": "w", "protocol": PROTOCOL_VERSION})
 

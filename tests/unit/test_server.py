@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import zmq
 
+from tmrl2.config.schema import ServerConfig
 from tmrl2.net.codec import PROTOCOL_VERSION, Buffer, Message, encode
 from tmrl2.net.transport import ClientSocket, SendResult
 from tmrl2.roles import server as server_module
-from tmrl2.roles.server import Server, ServerConfig
+from tmrl2.roles.server import Server
 
 
 class Running:

@@ -9,9 +9,10 @@ import pytest
 from netkit import running
 
 from tmrl2.config.load import config_hash, dump_config, load_config
+from tmrl2.config.schema import ServerConfig
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.net.transport import ClientSocket
-from tmrl2.roles.server import Server, ServerConfig
+from tmrl2.roles.server import Server
 
 CONFIG = load_config()
 HASH = config_hash(CONFIG)

@@ -11,9 +11,10 @@ import time
 import numpy as np
 from netkit import box_chunk
 
+from tmrl2.config.schema import ServerConfig
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.net.transport import ClientSocket
-from tmrl2.roles.server import Server, ServerConfig
+from tmrl2.roles.server import Server
 
 
 def image_chunk(worker: str, reward: float, n: int = 50) -> Message:

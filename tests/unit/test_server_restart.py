@@ -9,9 +9,10 @@ from collections.abc import Callable
 
 from netkit import box_chunk
 
+from tmrl2.config.schema import ServerConfig
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.net.transport import ClientSocket
-from tmrl2.roles.server import Server, ServerConfig
+from tmrl2.roles.server import Server
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 4.0) -> None:

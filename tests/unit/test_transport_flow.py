@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from netkit import box_chunk, running
 
+from tmrl2.config.schema import ServerConfig
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.net.errors import NetTimeout
 from tmrl2.net.transport import ClientSocket
-from tmrl2.roles.server import Server, ServerConfig
+from tmrl2.roles.server import Server
 
 WINDOW = 3
 

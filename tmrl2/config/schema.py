@@ -8,12 +8,18 @@ by :mod:`tmrl2.config.load`; the other sections are fixed models below.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from tmrl2.config.base import ComponentConfig, FrozenModel
-from tmrl2.roles.server import ServerConfig
+
+if TYPE_CHECKING:
+    from tmrl2.net.keys import ServerCurve
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""Largest message accepted by default (the codec's ``DEFAULT_MAX_BYTES``; a test holds them
+equal). Defined here so that loading a config never imports pyzmq."""
 
 DEFAULT_KINDS: dict[str, str] = {
     "env": "sim",
@@ -23,6 +29,43 @@ DEFAULT_KINDS: dict[str, str] = {
     "algorithm": "sac",
 }
 """The component each section names when its ``kind`` is left out."""
+
+
+class ServerConfig(FrozenModel):
+    """The broker between the workers and the trainer."""
+
+    host: str = "127.0.0.1"
+    """Interface to bind: ``127.0.0.1`` for one machine, ``0.0.0.0`` to accept remote roles."""
+    port: int = Field(default=55555, ge=0, le=65535)
+    """TCP port to bind (0 = any free port; the server reports the one it got)."""
+    max_queued_chunks: int = Field(default=512, gt=0)
+    """Chunks kept while the trainer has no credit; beyond, the oldest is dropped (counted)."""
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, gt=0)
+    """Largest message accepted (all frames); larger ones are dropped as malformed."""
+    worker_credit: int = Field(default=8, gt=0)
+    """Chunks a worker may have in flight (sent, not yet forwarded to the trainer) before it
+    waits: backpressure, so that fast workers slow down rather than fill the queue."""
+    secret_key: Path | None = None
+    """The server's ``.key_secret`` file (``tmrl2 keys server``): turns on CurveZMQ
+    encryption and client authentication. None: plaintext (loopback only by default)."""
+    authorized_keys: Path | None = None
+    """Folder of the clients' public ``.key`` files (or one such file) allowed to connect;
+    other keys are refused and logged. Needs ``secret_key``."""
+    allow_insecure: bool = False
+    """Bind a non-loopback ``host`` without keys anyway (plaintext, anyone reaching the port
+    may connect): only on a network you trust."""
+
+    def curve(self) -> ServerCurve | None:
+        """The server's Curve keys from the files named here; None when ``secret_key`` is
+        unset. Raises :class:`SecurityError` for a missing or malformed file."""
+        from tmrl2.net.errors import SecurityError
+        from tmrl2.net.keys import ServerCurve
+
+        if self.secret_key is None:
+            if self.authorized_keys is not None:
+                raise SecurityError("server.authorized_keys is set but server.secret_key is not")
+            return None
+        return ServerCurve.from_files(self.secret_key, self.authorized_keys)
 
 
 class RunConfig(FrozenModel):

@@ -41,15 +41,11 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import Field
-
-from tmrl2.config.base import FrozenModel
-from tmrl2.net.codec import DEFAULT_MAX_BYTES, PROTOCOL_VERSION, Buffer, Message, decode, encode
-from tmrl2.net.errors import DecodeError, ProtocolError, SecurityError
-from tmrl2.net.keys import ServerCurve
+from tmrl2.config.schema import ServerConfig
+from tmrl2.net.codec import PROTOCOL_VERSION, Buffer, Message, decode, encode
+from tmrl2.net.errors import DecodeError, ProtocolError
 from tmrl2.net.transport import SendResult, ServerSocket, ServerTransport
 
 log = logging.getLogger(__name__)
@@ -81,40 +77,6 @@ ALLOWED_KINDS: dict[str, frozenset[str]] = {
     "trainer": frozenset({"credit", "weights", "stats", "ping", "bye"}),
 }
 """What each registered role may send (``hello`` is always allowed)."""
-
-
-class ServerConfig(FrozenModel):
-    """The broker between the workers and the trainer."""
-
-    host: str = "127.0.0.1"
-    """Interface to bind: ``127.0.0.1`` for one machine, ``0.0.0.0`` to accept remote roles."""
-    port: int = Field(default=55555, ge=0, le=65535)
-    """TCP port to bind (0 = any free port; the server reports the one it got)."""
-    max_queued_chunks: int = Field(default=512, gt=0)
-    """Chunks kept while the trainer has no credit; beyond, the oldest is dropped (counted)."""
-    max_message_bytes: int = Field(default=DEFAULT_MAX_BYTES, gt=0)
-    """Largest message accepted (all frames); larger ones are dropped as malformed."""
-    worker_credit: int = Field(default=8, gt=0)
-    """Chunks a worker may have in flight (sent, not yet forwarded to the trainer) before it
-    waits: backpressure, so that fast workers slow down rather than fill the queue."""
-    secret_key: Path | None = None
-    """The server's ``.key_secret`` file (``tmrl2 keys server``): turns on CurveZMQ
-    encryption and client authentication. None: plaintext (loopback only by default)."""
-    authorized_keys: Path | None = None
-    """Folder of the clients' public ``.key`` files (or one such file) allowed to connect;
-    other keys are refused and logged. Needs ``secret_key``."""
-    allow_insecure: bool = False
-    """Bind a non-loopback ``host`` without keys anyway (plaintext, anyone reaching the port
-    may connect): only on a network you trust."""
-
-    def curve(self) -> ServerCurve | None:
-        """The server's Curve keys from the files named here; None when ``secret_key`` is
-        unset. Raises :class:`SecurityError` for a missing or malformed file."""
-        if self.secret_key is None:
-            if self.authorized_keys is not None:
-                raise SecurityError("server.authorized_keys is set but server.secret_key is not")
-            return None
-        return ServerCurve.from_files(self.secret_key, self.authorized_keys)
 
 
 class StopFlag(Protocol):
