@@ -33,14 +33,33 @@ def _chunk() -> Message:
         "progress_frac": 0.5,
     }
     return Message(
-        "chunk", {"worker": "pc1", "policy_version": 4, "n": n, "episodes": [episode]}, arrays
+        "chunk",
+        {
+            "worker": "pc1",
+            "policy_version": 4,
+            "n": n,
+            "episodes": [episode],
+            "session": "77aa",
+            "seq": 2,
+            "sent": 6,
+        },
+        arrays,
     )
 
 
 EXAMPLES: dict[str, Message] = {
     "hello": Message(
         "hello",
-        {"role": "worker", "name": "pc1", "protocol": PROTOCOL_VERSION, "config_hash": "ab12"},
+        {
+            "role": "trainer",
+            "name": "pc1",
+            "protocol": PROTOCOL_VERSION,
+            "config_hash": "ab12",
+            "run_token": "0123abcd",
+            "session": "5f2e9a0c1d3b4e6f",
+            "weights_version": 3,
+            "spec": {"obs/speed": ["<f4", [1]], "frames/images": ["|u1", [8, 8]]},
+        },
     ),
     "welcome": Message(
         "welcome",
@@ -50,9 +69,13 @@ EXAMPLES: dict[str, Message] = {
             "config_hash": "ab12",
             "chunk_credit": 8,
             "config": {"run": {"seed": 3}, "worker": {"compression": "lz4"}},
+            "weights_version": 12,
+            "session": "0a1b2c3d4e5f6a7b",
         },
     ),
-    "refused": Message("refused", {"reason": "config hash ab12, server config hash cd34"}),
+    "refused": Message(
+        "refused", {"reason": "config hash ab12, server config hash cd34", "code": "config"}
+    ),
     "rejoin": Message("rejoin", {"reason": "server restarted"}),
     "chunk": _chunk(),
     "credit": Message("credit", {"n": 5}),
@@ -64,6 +87,10 @@ EXAMPLES: dict[str, Message] = {
             "fc.bias": np.zeros(3, np.float32),
             "steps": np.array(7, np.int64),
         },
+    ),
+    "state": Message(
+        "state",
+        {"session": "feed", "updates": 100, "samples": 5000, "ready": True, "weights_version": 2},
     ),
     "stats": Message("stats", {"samples": 1200, "updates": 900, "loss/actor": -1.5}),
     "ping": Message("ping"),
@@ -87,3 +114,46 @@ def test_every_kind_round_trips(kind: str, compress: str | None) -> None:
         assert got.arrays[name].dtype == array.dtype, name
         assert got.arrays[name].shape == array.shape, name
         np.testing.assert_array_equal(got.arrays[name], array)
+
+
+def _bad(msg: Message) -> str:
+    with pytest.raises(ValueError) as info:
+        encode(msg)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "value", "says"),
+    [
+        ("hello", "run_token", "x" * 129, "run_token"),
+        ("hello", "session", 5, "session"),
+        ("hello", "weights_version", -1, "weights_version"),
+        ("hello", "spec", {"obs": ["<f4", [-1]]}, "spec"),
+        ("hello", "spec", {"obs": "float32"}, "spec"),
+        ("hello", "spec", {}, "spec"),
+        ("welcome", "session", "s" * 65, "session"),
+        ("refused", "code", "whatever", "code"),
+        ("state", "ready", 1, "ready"),
+        ("state", "updates", -3, "updates"),
+        ("chunk", "seq", 0, "seq"),
+        ("chunk", "sent", 2, "sent"),  # fewer than the chunk's own n
+    ],
+)
+def test_new_optional_keys_are_checked(kind: str, key: str, value: object, says: str) -> None:
+    msg = EXAMPLES[kind]
+    assert says in _bad(Message(kind, {**msg.meta, key: value}, msg.arrays))
+
+
+def test_spec_is_for_the_trainer_only() -> None:
+    meta = {**EXAMPLES["hello"].meta, "role": "worker"}
+    assert "trainer only" in _bad(Message("hello", meta))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("return", float("nan")), ("progress_frac", float("inf")), ("lap_time_s", -1.0)],
+)
+def test_episode_stats_must_be_finite_and_laps_positive(key: str, value: float) -> None:
+    msg = _chunk()
+    msg.meta["episodes"][0][key] = value
+    assert key in _bad(msg)

@@ -32,13 +32,23 @@ Kinds (meta keys are required; extra meta keys are allowed and ignored):
 
 ``hello`` (client -> server)
     meta ``{"role": "worker" | "trainer", "name": str, "protocol": int}``, optionally
-    ``"config_hash": str`` (the server refuses a hash that differs from its own); no arrays.
+    ``"config_hash": str`` (the server refuses a hash that differs from its own),
+    ``"run_token": str`` (a server started with a run token refuses any other: another run's
+    client), ``"session": str`` (random per client process start), ``"weights_version": int``
+    (a worker's: the server sends its weights on hello only when newer) and, from the trainer
+    only, ``"spec": {name: [dtype_str, [dims...]]}`` (every array a chunk of the run carries,
+    with its per-row shape; the server rejects chunks that differ); no arrays.
 ``welcome`` (server -> client)
     meta ``{"protocol": int, "server": str}``, optionally ``"config_hash": str``,
-    ``"config": map`` (the run's resolved config, when the server holds it) and, to a worker,
+    ``"config": map`` (the run's resolved config, when the server holds it),
+    ``"weights_version": int`` (the latest the server saw), ``"session": str`` (the server's
+    own random id: a new one means the server restarted) and, to a worker,
     ``"chunk_credit": int`` (chunks it may send before the server returns credit); no arrays.
 ``refused`` (server -> client)
-    meta ``{"reason": str}``; no arrays. The connection is not usable.
+    meta ``{"reason": str}``, optionally ``"code": str`` (one of
+    :data:`~tmrl2.net.kinds.REFUSAL_CODES`: ``protocol``, ``config``, ``token``, ``auth``,
+    ``role``, ``name_taken``, ``trainer_taken``, ``rate``); no arrays. The connection is not
+    usable.
 ``rejoin`` (server -> client)
     meta ``{"reason": str}``; no arrays. The server does not know this peer (it restarted, or
     forgot the peer): the client must send its ``hello`` again. A :class:`ClientSocket` made
@@ -48,12 +58,20 @@ Kinds (meta keys are required; extra meta keys are allowed and ignored):
     (``obs``/``next_obs`` for a Box), ``action``, ``reward``, ``terminated``, ``truncated``,
     all with the same first dimension ``n``. Meta ``{"worker": str, "policy_version": int,
     "n": int > 0, "episodes": [{"return": float, "steps": int, "finished": bool,
-    "lap_time_s": float | None, "progress_frac": float}, ...]}`` (episodes that ended in it).
+    "lap_time_s": float | None, "progress_frac": float}, ...]}`` (episodes that ended in it;
+    numbers finite, a lap time positive), optionally ``"session": str``, ``"seq": int >= 1``
+    and ``"sent": int >= n`` (the worker session's cumulative transitions, for loss
+    accounting).
 ``credit`` (trainer -> server, server -> worker)
     meta ``{"n": int > 0}``: the receiver may send ``n`` more chunks; no arrays.
 ``weights`` (trainer -> server -> workers)
     Arrays: the actor's state_dict as numpy arrays (names are its keys).
-    Meta ``{"version": int, "updates": int}``.
+    Meta ``{"version": int, "updates": int}``, optionally ``"session": str``.
+``state`` (trainer -> server -> every worker)
+    meta ``{"session": str, "updates": int, "samples": int, "ready": bool,
+    "weights_version": int}``; no arrays. The trainer's progress, for the workers' pacing;
+    the server keeps only the latest and sends it to each worker once (new ones right after
+    their ``welcome``).
 ``stats`` (trainer -> server, optional)
     meta: a map of counters; no arrays.
 ``ping`` (client -> server, or server -> client)

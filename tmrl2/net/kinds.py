@@ -8,6 +8,7 @@ of the same protocol version may add information); the documented ones are requi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -18,7 +19,19 @@ from tmrl2.memory.compact import check_compact
 from tmrl2.net.errors import DecodeError
 
 KINDS: frozenset[str] = frozenset(
-    {"hello", "welcome", "refused", "rejoin", "chunk", "credit", "weights", "stats", "ping", "bye"}
+    {
+        "hello",
+        "welcome",
+        "refused",
+        "rejoin",
+        "chunk",
+        "credit",
+        "weights",
+        "state",
+        "stats",
+        "ping",
+        "bye",
+    }
 )
 """Every kind a peer may send; anything else is malformed."""
 
@@ -39,6 +52,23 @@ MAX_META_DEPTH = 16
 
 MAX_HASH_CHARS = 128
 """Longest ``config_hash`` accepted in a ``hello`` or ``welcome``."""
+
+MAX_TOKEN_CHARS = 128
+"""Longest ``run_token`` accepted in a ``hello``."""
+
+MAX_SESSION_CHARS = 64
+"""Longest ``session`` id (a client's or the server's random id per process start)."""
+
+MAX_SPEC_ARRAYS = 256
+"""Most arrays a trainer's ``spec`` may declare."""
+
+MAX_SPEC_DIMS = 8
+"""Most per-row dimensions of one ``spec`` entry."""
+
+REFUSAL_CODES: frozenset[str] = frozenset(
+    {"protocol", "config", "token", "auth", "role", "name_taken", "trainer_taken", "rate"}
+)
+"""Values of a ``refused`` message's optional ``code``: why, in a word a client can act on."""
 
 _SCALARS = (type(None), bool, int, float, str, bytes)
 
@@ -95,7 +125,44 @@ def _check_hello(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> N
         raise DecodeError(f"hello name must have 1 to {MAX_NAME_CHARS} characters: {name!r}")
     _field(meta, "hello", "protocol", (int,))
     _optional_hash(meta, "hello")
+    _optional_str(meta, "hello", "run_token", MAX_TOKEN_CHARS)
+    _optional_str(meta, "hello", "session", MAX_SESSION_CHARS)
+    if meta.get("weights_version") is not None:
+        _int(meta, "hello", "weights_version", 0)
+    if meta.get("spec") is not None:
+        if role != "trainer":
+            raise DecodeError("hello spec is for the trainer only")
+        check_spec(meta["spec"])
     _no_arrays("hello", arrays)
+
+
+def _optional_str(meta: Mapping[str, Any], kind: str, key: str, most: int) -> None:
+    if meta.get(key) is not None:
+        value = _field(meta, kind, key, (str,))
+        if len(value) > most:
+            raise DecodeError(f"{kind} {key} longer than {most} characters")
+
+
+def check_spec(spec: Any) -> None:
+    """Raise :class:`DecodeError` unless ``spec`` is ``{name: [dtype_str, [dims...]]}``: the
+    arrays a chunk of the run carries, each with its per-row shape (shape without the leading
+    ``n``; for ``frames/<key>`` the per-frame shape)."""
+    if not isinstance(spec, dict) or not 0 < len(spec) <= MAX_SPEC_ARRAYS:
+        raise DecodeError(f"hello spec must be a map of 1 to {MAX_SPEC_ARRAYS} arrays")
+    for name, entry in spec.items():
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 2
+            or not isinstance(entry[0], str)
+            or not 0 < len(entry[0]) <= 8
+            or not isinstance(entry[1], list)
+            or len(entry[1]) > MAX_SPEC_DIMS
+            or not all(type(dim) is int and dim >= 0 for dim in entry[1])
+        ):
+            raise DecodeError(
+                f"hello spec {name!r} must be [dtype_str, [dims...]] (at most "
+                f"{MAX_SPEC_DIMS} non-negative ints), got {entry!r}"
+            )
 
 
 def _optional_hash(meta: Mapping[str, Any], kind: str) -> None:
@@ -113,12 +180,30 @@ def _check_welcome(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) ->
         _int(meta, "welcome", "chunk_credit", 1, MAX_CREDIT)
     if meta.get("config") is not None:
         _field(meta, "welcome", "config", (dict,))
+    if meta.get("weights_version") is not None:
+        _int(meta, "welcome", "weights_version", 0)
+    _optional_str(meta, "welcome", "session", MAX_SESSION_CHARS)
     _no_arrays("welcome", arrays)
 
 
 def _check_refused(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     _field(meta, "refused", "reason", (str,))
+    if meta.get("code") is not None:
+        code = _field(meta, "refused", "code", (str,))
+        if code not in REFUSAL_CODES:
+            raise DecodeError(f"refused code {code!r} is not one of {sorted(REFUSAL_CODES)}")
     _no_arrays("refused", arrays)
+
+
+def _check_state(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    session = _field(meta, "state", "session", (str,))
+    if len(session) > MAX_SESSION_CHARS:
+        raise DecodeError(f"state session longer than {MAX_SESSION_CHARS} characters")
+    _int(meta, "state", "updates", 0)
+    _int(meta, "state", "samples", 0)
+    _field(meta, "state", "ready", (bool,))
+    _int(meta, "state", "weights_version", 0)
+    _no_arrays("state", arrays)
 
 
 def _check_rejoin(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
@@ -129,11 +214,20 @@ def _check_rejoin(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> 
 def _check_episode(episode: Any, where: str) -> None:
     if not isinstance(episode, dict):
         raise DecodeError(f"{where} must be a map, got {type(episode).__name__}")
-    _field(episode, where, "return", (int, float))
+    _finite(episode, where, "return")
     _int(episode, where, "steps", 0)
     _field(episode, where, "finished", (bool,))
-    _field(episode, where, "lap_time_s", (int, float, type(None)))
-    _field(episode, where, "progress_frac", (int, float))
+    lap = _field(episode, where, "lap_time_s", (int, float, type(None)))
+    if lap is not None and not (math.isfinite(lap) and lap > 0):
+        raise DecodeError(f"{where} lap_time_s must be a positive finite number, got {lap!r}")
+    _finite(episode, where, "progress_frac")
+
+
+def _finite(meta: Mapping[str, Any], kind: str, key: str) -> float:
+    value: float = _field(meta, kind, key, (int, float))
+    if not math.isfinite(value):
+        raise DecodeError(f"{kind} {key} must be finite, got {value!r}")
+    return value
 
 
 def _check_chunk_names(names: Iterable[str]) -> None:
@@ -166,6 +260,11 @@ def _check_chunk(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> N
     _field(meta, "chunk", "worker", (str,))
     _int(meta, "chunk", "policy_version", 0)
     n = _int(meta, "chunk", "n", 1)
+    _optional_str(meta, "chunk", "session", MAX_SESSION_CHARS)
+    if meta.get("seq") is not None:
+        _int(meta, "chunk", "seq", 1)
+    if meta.get("sent") is not None:
+        _int(meta, "chunk", "sent", n)
     episodes = _field(meta, "chunk", "episodes", (list,))
     for i, episode in enumerate(episodes):
         _check_episode(episode, f"chunk episode {i}")
@@ -189,6 +288,7 @@ def _check_credit(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> 
 def _check_weights(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     _int(meta, "weights", "version", 0)
     _int(meta, "weights", "updates", 0)
+    _optional_str(meta, "weights", "session", MAX_SESSION_CHARS)
 
 
 def _check_plain(kind: str) -> Callable[[Mapping[str, Any], Mapping[str, np.ndarray]], None]:
@@ -206,6 +306,7 @@ _CHECKS: dict[str, Callable[[Mapping[str, Any], Mapping[str, np.ndarray]], None]
     "chunk": _check_chunk,
     "credit": _check_credit,
     "weights": _check_weights,
+    "state": _check_state,
     "stats": _check_plain("stats"),
     "ping": _check_plain("ping"),
     "bye": _check_plain("bye"),
