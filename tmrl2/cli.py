@@ -1,5 +1,11 @@
 """Command line: ``tmrl2 train|server|trainer|worker|eval|config|keys``. Parsing only; the roles
-are built from the config by :mod:`tmrl2.roles`."""
+are built from the config by :mod:`tmrl2.roles`.
+
+Errors a user can fix (a bad config or override, a busy port, an unreadable checkpoint, an
+untrusted import path, an unknown track) end the command with exit code 2 and one line on
+stderr, ``tmrl2: <what is wrong and what to do>``, never a traceback: :func:`main` catches the
+specific error types that carry such a message. Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from tmrl2.bridge.errors import BridgeError
-from tmrl2.checkpoint import CheckpointError
+from tmrl2.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from tmrl2.config.load import ConfigError, config_hash, dump_config, load_config
 from tmrl2.config.schema import Config
 from tmrl2.net.errors import NetError
@@ -52,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its checkpoint",
+        help="continue the run in RUN_DIR from its checkpoint (your own run folder: its config "
+        "is trusted, import paths included)",
     )
     for role in ("server", "trainer", "worker"):
         p = sub.add_parser(role, help=f"run the {role} role alone")
@@ -71,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="drive a saved policy deterministically")
     ev.add_argument("checkpoint", type=Path, help="checkpoint.pt or a run folder")
     ev.add_argument("--episodes", type=int, default=1)
+    ev.add_argument(
+        "--trust-config",
+        action="store_true",
+        help="import the components the checkpoint's config names by import path "
+        "(package.module:Name); that runs their code, so only for checkpoints you trust",
+    )
     ev.add_argument(
         "--set",
         dest="overrides",
@@ -115,14 +130,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.minutes is not None:
         extra.append(f"run.minutes={args.minutes}")
     run_dir = args.resume or args.run_dir
-    if args.resume is not None and not (args.resume / "config.yaml").is_file():
-        raise ConfigError(f"--resume {args.resume}: no config.yaml there; is it a run folder?")
-    if args.resume is not None and args.config is None:
-        args.config = args.resume / "config.yaml"
+    if args.resume is not None:
+        # the user's own run folder: its config is trusted like a file they wrote
+        if not (args.resume / "config.yaml").is_file():
+            raise ConfigError(f"--resume {args.resume}: no config.yaml there; is it a run folder?")
+        if args.config is None:
+            args.config = args.resume / "config.yaml"
+        if (args.resume / CHECKPOINT_NAME).is_file():
+            load_checkpoint(args.resume)  # a torn checkpoint: one line here, not in a child
     config = _config(args, extra)
     summary = run_local_training(config, run_dir, resume=args.resume is not None)
     _print_summary(summary)
-    return 0 if all(code == 0 for code in summary["exit_codes"].values()) else 1
+    failure = _run_failure(summary)
+    if failure:
+        print(f"tmrl2: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_failure(summary: dict[str, Any]) -> str | None:
+    """Why a finished ``tmrl2 train`` run counts as failed (exit code 1), or None."""
+    codes = summary.get("exit_codes") or {}
+    failed = {name: code for name, code in codes.items() if code != 0}
+    if failed:
+        roles = ", ".join(f"{name} (exit code {code})" for name, code in sorted(failed.items()))
+        return f"the run failed: {roles}; see the log above"
+    if not summary.get("samples"):
+        return (
+            "no sample reached the trainer: the workers never delivered experience; see the "
+            "log above (server address, run token, worker errors)"
+        )
+    return None
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -140,7 +178,16 @@ def _cmd_server(args: argparse.Namespace) -> int:
     from tmrl2.roles.server import Server
 
     config = _config(args)
-    server = Server(config.server, config_hash=config_hash(config), run_config=dump_config(config))
+    try:
+        server = Server(
+            config.server, config_hash=config_hash(config), run_config=dump_config(config)
+        )
+    except OSError as exc:
+        where = f"{config.server.host}:{config.server.port}"
+        raise ConfigError(
+            f"cannot listen on {where} ({_reason(exc)}): is another server running there? Pick "
+            "another port with --set server.port=N, or server.port=0 for a free one"
+        ) from None
     log.info("server listening on %s:%d", server.config.host, server.port)
     try:
         server.run(NeverStop())
@@ -182,7 +229,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from tmrl2.roles.evaluate import evaluate, load_policy
 
-    config, actor = load_policy(args.checkpoint, args.overrides)
+    config, actor = load_policy(args.checkpoint, args.overrides, trust_config=args.trust_config)
     results = evaluate(config, actor, args.episodes)
     for i, result in enumerate(results):
         print(f"episode {i}: {result.describe()} return {result.episode_return:.1f}")
@@ -201,7 +248,10 @@ def _cmd_record_reference(args: argparse.Namespace) -> int:
     else:
         from tmrl2.rewards.record import record_sim_reference
 
-        count = record_sim_reference(args.out, args.track)
+        try:
+            count = record_sim_reference(args.out, args.track)
+        except (ValueError, RuntimeError) as exc:  # unknown track, driver never finished
+            raise ConfigError(f"record-reference --track {args.track!r}: {_reason(exc)}") from None
     print(
         f"saved {count} points to {args.out}; use it with "
         f"--set reward.terms.progress.reference={args.out}"
@@ -250,6 +300,15 @@ _EXTRA_COMMANDS = (
 (``name -> handler(args) -> exit code``). Keep their imports light: no torch at parse time."""
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception's message on one line (pydantic: just the messages of its errors)."""
+    if isinstance(exc, ValidationError):
+        text = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+    else:
+        text = str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``tmrl2`` entry point."""
     from tmrl2.roles.launcher import setup_logging
@@ -259,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except (ConfigError, NetError, CheckpointError, BridgeError) as exc:
-        # errors that say what to fix: one clear line, no traceback
+        # errors that say what to fix: one clear line, no traceback (a ConfigError listing
+        # several problems keeps one line per problem)
         print(f"tmrl2: {exc}", file=sys.stderr)
         return 2
 

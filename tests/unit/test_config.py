@@ -151,3 +151,50 @@ def test_loading_a_config_imports_no_transport_and_the_limits_agree() -> None:
     from tmrl2.net.codec import DEFAULT_MAX_BYTES
 
     assert DEFAULT_MAX_MESSAGE_BYTES == DEFAULT_MAX_BYTES
+
+
+def test_one_problem_is_one_line() -> None:
+    message = _error(["trainer.start_samples=many"])
+    assert "\n" not in message and message.startswith("invalid config: trainer.start_samples")
+
+
+def test_unclosed_bracket_in_an_override_names_it_and_the_fix() -> None:
+    message = _error(["model.hidden_sizes=[128,128"])
+    assert "override 'model.hidden_sizes=[128,128'" in message and "not valid YAML" in message
+    assert "close every bracket" in message and "\n" not in message
+
+
+def test_untrusted_config_refuses_import_paths_before_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from tmrl2.config import registry
+
+    (tmp_path / "tmrl2_cfg_sideeffect.py").write_text(
+        "from pathlib import Path\nPath(__file__).with_suffix('.ran').write_text('x')\n"
+        "class Env: ...\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = dump_config(load_config())
+    data["env"] = {"kind": "tmrl2_cfg_sideeffect:Env"}
+    with pytest.raises(ConfigError) as info:
+        load_config(data=data, trust_imports=False)
+    assert "env.kind names the import path 'tmrl2_cfg_sideeffect:Env'" in str(info.value)
+    assert "--trust-config" in str(info.value)
+    assert not (tmp_path / "tmrl2_cfg_sideeffect.ran").exists()
+    assert "tmrl2_cfg_sideeffect" not in sys.modules
+    with registry.trusted_imports(False), pytest.raises(registry.UntrustedImportError):
+        registry.import_path("tmrl2_cfg_sideeffect:Env", "test")
+    assert registry.imports_trusted()  # the switch is scoped to the block
+    # the same config from the user (trusted, the default) imports it
+    assert load_config(data=data).env.kind == "tmrl2_cfg_sideeffect:Env"
+    assert (tmp_path / "tmrl2_cfg_sideeffect.ran").exists()
+    sys.modules.pop("tmrl2_cfg_sideeffect", None)
+
+
+def test_untrusted_config_accepts_built_in_and_registered_components() -> None:
+    data = dump_config(load_config(None, ["algorithm.kind=redq"]))
+    data["env"]["kind"] = "tmrl2.envs.sim.env:SimEnv"  # a registered target, spelled out
+    config = load_config(data=data, trust_imports=False)
+    assert config.algorithm.kind == "redq" and type(config.env).__name__ == "SimEnvConfig"

@@ -31,6 +31,7 @@ def load_config(
     path: str | Path | None = None,
     overrides: Sequence[str] = (),
     data: Mapping[str, Any] | None = None,
+    trust_imports: bool = True,
 ) -> Config:
     """Read, override and validate a config.
 
@@ -39,6 +40,10 @@ def load_config(
         overrides: ``section.key=value`` strings; values are parsed as YAML scalars/lists.
         data: an already-parsed mapping (e.g. a resolved config sent to a child process);
             used instead of ``path`` when given.
+        trust_imports: whether import paths (``package.module:Name``) in the config may be
+            imported. ``False`` for a config that came from elsewhere (a checkpoint's): any
+            import path that is not a registered component fails validation with a
+            :class:`ConfigError` naming the key, before anything is imported.
     """
     raw: dict[str, Any] = {}
     if data is not None:
@@ -47,7 +52,8 @@ def load_config(
         raw = _read_yaml(Path(path))
     for item in overrides:
         _apply_override(raw, item)
-    return validate_config(raw)
+    with registry.trusted_imports(trust_imports):
+        return validate_config(raw)
 
 
 def validate_config(raw: Mapping[str, Any]) -> Config:
@@ -85,6 +91,8 @@ def validate_config(raw: Mapping[str, Any]) -> Config:
             return Config.model_validate(tree)
         except ValidationError as exc:
             problems.extend(_describe(exc, Config, prefix=()))
+    if len(problems) == 1:  # one problem, one line (the CLI prints it as is)
+        raise ConfigError(f"invalid config: {problems[0]}")
     raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
@@ -119,7 +127,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_reason(exc)})") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -142,7 +150,23 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {item!r}: {part!r} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    try:
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"override {item!r}: the value is not valid YAML ({_yaml_reason(exc)}); close "
+            "every bracket and quote, e.g. --set model.hidden_sizes=[128,128]"
+        ) from None
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line report as one line: the problem and where it is."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def _unknown_key(path: str, valid: list[str]) -> str:
@@ -162,7 +186,8 @@ def _describe(exc: ValidationError, model: type[BaseModel], prefix: tuple[str, .
             continue
         expected = _expected_type(parent, str(err["loc"][-1])) if err["loc"] else None
         what = f"expected {expected}, got {err.get('input')!r}: " if expected else ""
-        lines.append(f"{path}: {what}{err['msg']}")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{path}: {what}{msg}")
     return lines
 
 

@@ -5,12 +5,22 @@ is resolved here. Built-in names map to lazy import paths, so that loading a con
 only the components it uses. A component is a class (or factory) with a ``Config`` attribute:
 the pydantic model its section is validated against. An import path lets users plug in their
 own component without touching this package.
+
+Importing a module runs its code, so an import path in a config that came from somewhere else
+(a checkpoint someone shared) must not be followed blindly: inside
+``with trusted_imports(False):`` :func:`import_path` refuses any path that is not the target of
+a registered name and raises :class:`UntrustedImportError` *before* importing anything. Configs
+the user wrote (files, ``--set``, their own run folder) are trusted; ``tmrl2 eval`` of a
+checkpoint is not, unless ``--trust-config`` is passed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import importlib
+from collections.abc import Iterator
 from typing import Any
 
 from tmrl2.config.base import ComponentConfig
@@ -39,6 +49,31 @@ class RegistryError(ValueError):
     """A component name or import path that cannot be resolved."""
 
 
+class UntrustedImportError(RegistryError):
+    """A config from an untrusted source names code by import path."""
+
+
+_TRUST_IMPORTS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "tmrl2_trust_imports", default=True
+)
+
+
+@contextlib.contextmanager
+def trusted_imports(trust: bool) -> Iterator[None]:
+    """Within the block, import paths that no registered name maps to are refused unless
+    ``trust`` (built-in and registered components always resolve)."""
+    token = _TRUST_IMPORTS.set(trust)
+    try:
+        yield
+    finally:
+        _TRUST_IMPORTS.reset(token)
+
+
+def imports_trusted() -> bool:
+    """Whether arbitrary import paths may be imported here and now."""
+    return _TRUST_IMPORTS.get()
+
+
 class _OpenConfig(ComponentConfig):
     """Config of an imported component that declares no ``Config``: any keys pass through."""
 
@@ -60,9 +95,21 @@ def register(section: str, name: str, target: str) -> None:
 
 
 def import_path(path: str, where: str) -> Any:
+    """Import ``package.module:Name``; ``where`` (the config key) goes into every error.
+
+    Raises:
+        UntrustedImportError: inside ``trusted_imports(False)`` for a path that is not a
+            registered target; nothing is imported.
+    """
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise RegistryError(f"{where}: {path!r} is not an import path 'package.module:Name'")
+    if not _TRUST_IMPORTS.get() and not _is_registered_target(path):
+        raise UntrustedImportError(
+            f"{where} names the import path {path!r}: this config comes from a checkpoint, and "
+            "importing it would run that module's code. If you trust where the checkpoint came "
+            "from, pass --trust-config"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -71,6 +118,10 @@ def import_path(path: str, where: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise RegistryError(f"{where}: module {module_name!r} has no attribute {attr!r}") from None
+
+
+def _is_registered_target(path: str) -> bool:
+    return any(path in names.values() for names in _BUILTINS.values())
 
 
 def resolve(section: str, kind: str) -> Any:

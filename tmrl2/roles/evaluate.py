@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import torch
 
 from tmrl2.algos.policy import actor_act
-from tmrl2.checkpoint import load_checkpoint
+from tmrl2.checkpoint import CheckpointError, load_checkpoint
+from tmrl2.config import registry
 from tmrl2.config.load import load_config
 from tmrl2.config.schema import Config
 from tmrl2.envs.factory import build_env
@@ -67,14 +69,30 @@ def _result(info: dict[str, Any], total: float, steps: int) -> EpisodeResult:
 
 
 def load_policy(
-    checkpoint: Path, overrides: list[str] | None = None
+    checkpoint: Path, overrides: list[str] | None = None, trust_config: bool = False
 ) -> tuple[Config, torch.nn.Module]:
-    """The config and the actor saved in a checkpoint (file or run folder)."""
+    """The config and the actor saved in a checkpoint (file or run folder).
+
+    A checkpoint may come from someone else: its weights are plain tensors, but its config may
+    name components by import path, and importing a module runs its code. Unless
+    ``trust_config``, such a config is refused (:class:`ConfigError` naming the key and the
+    path) before anything is imported; built-in and registered components always load.
+    """
     payload = load_checkpoint(checkpoint)
-    config = load_config(data=payload["config"], overrides=overrides or [])
-    env = build_env(config)
-    model = build_model(config, env.observation_space, env.action_space)
-    env.close()
-    model.actor.load_state_dict(payload["actor"])
+    saved = payload.get("config")
+    if not isinstance(saved, Mapping) or not isinstance(payload.get("actor"), Mapping):
+        raise CheckpointError(f"{checkpoint}: the checkpoint holds no config or no actor weights")
+    with registry.trusted_imports(trust_config):
+        config = load_config(data=saved, overrides=overrides or [], trust_imports=trust_config)
+        env = build_env(config)
+        try:
+            model = build_model(config, env.observation_space, env.action_space)
+        finally:
+            env.close()
+    try:
+        model.actor.load_state_dict(payload["actor"])
+    except RuntimeError as exc:  # shapes that do not fit: one line, not torch's list
+        reason = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{checkpoint}: the actor weights do not fit ({reason})") from None
     model.actor.eval()
     return config, model.actor
