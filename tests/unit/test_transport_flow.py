@@ -87,15 +87,21 @@ def test_messages_arriving_while_waiting_are_kept_for_recv(server: Server) -> No
         trainer.close()
 
 
-def test_without_flow_control_chunks_go_at_once(server: Server) -> None:
+def test_without_flow_control_chunks_go_at_once_and_the_server_enforces_credit(
+    server: Server,
+) -> None:
+    """A socket without flow control sends at once; the server queues the worker's window
+    only and counts the rest as over credit (never queued)."""
     worker = join(server, "worker", send_timeout_ms=300)
     try:
         for i in range(2 * WINDOW):
             worker.send(chunk(float(i)))
         deadline = time.monotonic() + 2
-        while server.queued_chunks < 2 * WINDOW:
+        while server.stats.over_credit < WINDOW:
             assert time.monotonic() < deadline
             time.sleep(0.01)
+        assert server.queued_chunks == WINDOW
+        assert server.stats.workers["worker"].over_credit == WINDOW
     finally:
         worker.close()
 

@@ -49,11 +49,29 @@ class ServerConfig(FrozenModel):
     """The server's ``.key_secret`` file (``tmrl2 keys server``): turns on CurveZMQ
     encryption and client authentication. None: plaintext (loopback only by default)."""
     authorized_keys: Path | None = None
-    """Folder of the clients' public ``.key`` files (or one such file) allowed to connect;
+    """Folder of the workers' public ``.key`` files (or one such file) allowed to connect;
     other keys are refused and logged. Needs ``secret_key``."""
+    trainer_keys: Path | None = None
+    """Folder of the public ``.key`` files (or one such file) allowed to act as the trainer
+    (they may connect too). With Curve on and ``authorized_keys`` set, a trainer ``hello``
+    from any other key is refused (code ``role``): a worker's key cannot take the experience
+    stream or publish weights. Needs ``secret_key``."""
     allow_insecure: bool = False
     """Bind a non-loopback ``host`` without keys anyway (plaintext, anyone reaching the port
     may connect): only on a network you trust."""
+    run_token: str | None = Field(default=None, max_length=128)
+    """Refuse clients whose ``hello`` carries another run token (or none): they belong to
+    another run. ``tmrl2 train`` makes a random one per run; None: not checked."""
+    peer_ttl_s: float = Field(default=600.0, gt=0)
+    """Per-peer records (worker counters by name, recent sessions, hello rates) of peers not
+    seen for this long are pruned, so that the server's memory stays bounded."""
+    max_peers: int = Field(default=4096, gt=0)
+    """Most per-worker counter entries kept; beyond, the longest unseen are pruned."""
+    hello_rate_per_s: float = Field(default=2.0, gt=0)
+    """Hellos per second one client identity may send on average (a token bucket of
+    ``hello_burst``); beyond, its hellos are refused with code ``rate``."""
+    hello_burst: int = Field(default=20, gt=0)
+    """Hellos one client identity may send at once before ``hello_rate_per_s`` applies."""
 
     def curve(self) -> ServerCurve | None:
         """The server's Curve keys from the files named here; None when ``secret_key`` is
@@ -62,10 +80,11 @@ class ServerConfig(FrozenModel):
         from tmrl2.net.keys import ServerCurve
 
         if self.secret_key is None:
-            if self.authorized_keys is not None:
-                raise SecurityError("server.authorized_keys is set but server.secret_key is not")
+            for name in ("authorized_keys", "trainer_keys"):
+                if getattr(self, name) is not None:
+                    raise SecurityError(f"server.{name} is set but server.secret_key is not")
             return None
-        return ServerCurve.from_files(self.secret_key, self.authorized_keys)
+        return ServerCurve.from_files(self.secret_key, self.authorized_keys, self.trainer_keys)
 
 
 class RunConfig(FrozenModel):

@@ -6,9 +6,14 @@ public and secret keys (keep it on its machine; written with mode 0600). Both ar
 certificate files (``zmq.auth.load_certificate`` reads them). With keys configured:
 
 - the server (:class:`ServerCurve`) encrypts every connection and authenticates each client
-  against its authorized public keys (a folder of ``*.key`` files, or one such file); an
-  unknown key fails the handshake, is counted in :attr:`KeyAuthenticator.rejected` and logged
-  with the key, so the operator can authorize it if it is legitimate;
+  against its authorized public keys: ``authorized_keys`` (the workers') and ``trainer_keys``
+  (the keys allowed to act as the trainer), each a folder of ``*.key`` files or one such
+  file; the handshake admits the union of both. An unknown key fails the handshake, is
+  counted in :attr:`KeyAuthenticator.rejected` and logged with the key, so the operator can
+  authorize it if it is legitimate. ZAP records the admitted key (Z85 text, pyzmq's default
+  user id) on every message of the connection; the server reads it from the ``User-Id``
+  frame property (:meth:`~tmrl2.net.transport.ServerSocket.peer_key`) to bind roles to keys:
+  a worker key saying hello as the trainer is refused;
 - a client (:class:`ClientCurve`) knows the server's public key, so it talks to the real
   server only, and proves its own identity with its key pair.
 
@@ -148,13 +153,42 @@ class ServerCurve:
     public: bytes
     secret: bytes
     authorized: frozenset[bytes] | None
-    """Client public keys accepted; None accepts any client that knows the server's key."""
+    """Worker public keys accepted; None accepts any client that knows the server's key."""
+    trainers: frozenset[bytes] | None = None
+    """Public keys allowed to act as the trainer; None: none is (unless ``authorized`` is
+    None too: then any key may take any role)."""
 
     @classmethod
-    def from_files(cls, secret_key: str | Path, authorized_keys: str | Path | None) -> ServerCurve:
+    def from_files(
+        cls,
+        secret_key: str | Path,
+        authorized_keys: str | Path | None,
+        trainer_keys: str | Path | None = None,
+    ) -> ServerCurve:
         public, secret = load_key_pair(secret_key)
         authorized = None if authorized_keys is None else load_authorized_keys(authorized_keys)
-        return cls(public, secret, authorized)
+        trainers = None if trainer_keys is None else load_authorized_keys(trainer_keys)
+        return cls(public, secret, authorized, trainers)
+
+    @property
+    def admitted(self) -> frozenset[bytes] | None:
+        """Keys the handshake lets in: workers and trainers; None: any key."""
+        if self.authorized is None:
+            return None
+        return self.authorized | (self.trainers or frozenset())
+
+    def may_act_as(self, role: str, key: str | bytes | None) -> bool:
+        """Whether the client holding the Z85 public ``key`` may say hello as ``role``:
+        a trainer needs a key of ``trainers`` (any key when neither ``trainers`` nor
+        ``authorized`` is set: no client authentication at all), a worker one of
+        ``authorized`` (any key when it is None)."""
+        if isinstance(key, str):
+            key = key.encode("ascii", "replace")
+        if role == "trainer":
+            if self.trainers is None:
+                return self.authorized is None
+            return key in self.trainers
+        return self.authorized is None or key in self.authorized
 
 
 @dataclass(frozen=True)
@@ -207,7 +241,7 @@ def check_bind(host: str, curve: ServerCurve | None, allow_insecure: bool) -> No
             "server.secret_key and server.authorized_keys (see docs/networking.md), or set "
             "server.allow_insecure: true on a network you trust"
         )
-    if curve.authorized is None:
+    if curve.admitted is None:
         raise SecurityError(
             f"refusing to bind {host} with Curve keys but no server.authorized_keys: any "
             "client knowing the server's public key could connect. Set authorized_keys, or "

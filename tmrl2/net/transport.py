@@ -49,15 +49,16 @@ import enum
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from tmrl2.net.codec import DEFAULT_MAX_BYTES, Buffer, Message, decode, encode
-from tmrl2.net.errors import NetTimeout
+from tmrl2.net.errors import NetTimeout, SecurityError
 from tmrl2.net.keys import ClientCurve, KeyAuthenticator, ServerCurve, check_bind
 
-__all__ = ["ClientSocket", "SendResult", "ServerSocket", "ServerTransport"]
+__all__ = ["ClientSocket", "ClientTransport", "SendResult", "ServerSocket", "ServerTransport"]
 
 KEEPALIVE_IDLE_S = 5
 """Seconds of silence on a connection before the first TCP keepalive probe."""
@@ -98,6 +99,28 @@ class ServerTransport(Protocol):
 
     def recv(self, timeout_ms: int) -> tuple[bytes, list[zmq.Frame]] | None: ...
 
+    def peer_key(self, frames: Sequence[Any]) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+class ClientTransport(Protocol):
+    """What a role (worker, trainer) needs from its connection to the server; implemented by
+    :class:`ClientSocket`, faked in memory by the roles' unit tests."""
+
+    chunk_credit: int | None
+    """Chunks the client may still send; None: the server does no flow control."""
+    rejoins: int
+    """Times the server asked the client to rejoin (it restarted)."""
+
+    def send(self, msg: Message, copy: bool = True, compress: str | None = "default") -> None: ...
+
+    def try_send(self, msg: Message) -> bool: ...
+
+    def recv(self, timeout_ms: int) -> Message | None: ...
+
+    def can_send_chunk(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -110,6 +133,9 @@ def _common_options(socket: zmq.Socket[bytes], sndhwm: int, rcvhwm: int) -> None
     socket.setsockopt(zmq.TCP_KEEPALIVE_INTVL, KEEPALIVE_INTVL_S)
     socket.setsockopt(zmq.TCP_KEEPALIVE_CNT, KEEPALIVE_CNT)
 
+
+_HANDSHAKE_EVENTS = int(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+"""Socket monitor events a Curve client watches, to tell a refused key from a dead server."""
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _NOBLOCK_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
@@ -160,6 +186,7 @@ class ServerSocket:
         *,
         curve: ServerCurve | None = None,
         allow_insecure: bool = False,
+        max_message_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         """Args:
         host: interface to bind (``127.0.0.1``, ``0.0.0.0``, a hostname's address).
@@ -169,6 +196,8 @@ class ServerSocket:
         curve: the server's keys and authorized clients; None: plaintext, no authentication.
         allow_insecure: bind a non-loopback ``host`` without ``curve`` (or without authorized
             keys) anyway; otherwise that raises :class:`~tmrl2.net.errors.SecurityError`.
+        max_message_bytes: ``ZMQ_MAXMSGSIZE``: libzmq disconnects a peer announcing a larger
+            frame before buffering any of it (a 300 MB message never reaches memory).
         """
         check_bind(host, curve, allow_insecure)  # before anything listens
         self._context = zmq.Context()
@@ -176,11 +205,12 @@ class ServerSocket:
         self._auth: KeyAuthenticator | None = None
         try:
             if curve is not None:
-                self._auth = KeyAuthenticator(self._context, curve.authorized)
+                self._auth = KeyAuthenticator(self._context, curve.admitted)
                 self._socket.curve_secretkey = curve.secret
                 self._socket.curve_publickey = curve.public
                 self._socket.curve_server = True
             _common_options(self._socket, sndhwm, rcvhwm)
+            self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
             self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self._socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes over
             self._socket.bind(f"tcp://{host}:{port if port else '*'}")
@@ -230,6 +260,17 @@ class ServerSocket:
         frames = _recv_frames(self._socket, timeout_ms)
         return None if frames is None else (frames[0].bytes, frames[1:])
 
+    def peer_key(self, frames: Sequence[Any]) -> str | None:
+        """The Z85 Curve public key the sender of ``frames`` (as returned by :meth:`recv`)
+        authenticated with, from ZAP's ``User-Id``; None without Curve."""
+        if self._auth is None or not frames:
+            return None
+        try:
+            key = frames[0].get("User-Id")
+        except (AttributeError, zmq.ZMQError):  # not a received zmq.Frame
+            return None
+        return str(key) if key else None
+
     def close(self) -> None:
         """Close at once (queued messages are dropped) and free the port."""
         if not self._socket.closed:
@@ -262,7 +303,9 @@ class ClientSocket:
             client with the same identity takes over its old connection. None: random.
         send_timeout_ms: :meth:`send` raises :class:`NetTimeout` after waiting this long
             for room in a full send queue.
-        max_message_bytes: larger received messages raise :class:`DecodeError`.
+        max_message_bytes: larger received messages raise :class:`DecodeError`; a frame
+            larger than this is refused by libzmq before it is buffered (``ZMQ_MAXMSGSIZE``:
+            the connection is dropped and re-established).
         sndhwm: messages queued towards the server before :meth:`send` waits.
         rcvhwm: messages queued from the server before ZeroMQ stops reading.
         curve: this client's key pair and the server's public key; None: plaintext.
@@ -289,14 +332,20 @@ class ClientSocket:
         self.flow_control = flow_control
         self._pending: deque[Message] = deque()
         self._last_send = time.monotonic()
+        self._auth_failed = False
+        self.public_key: bytes | None = None if curve is None else curve.public
+        """This client's Z85 Curve public key (None: plaintext)."""
         self._context = zmq.Context()
         self._socket: zmq.Socket[bytes] = self._context.socket(zmq.DEALER)
+        self._monitor: zmq.Socket[bytes] | None = None
         try:
             if curve is not None:
                 self._socket.curve_secretkey = curve.secret
                 self._socket.curve_publickey = curve.public
                 self._socket.curve_serverkey = curve.server_public
+                self._monitor = self._socket.get_monitor_socket(_HANDSHAKE_EVENTS)
             _common_options(self._socket, sndhwm, rcvhwm)
+            self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
             self._socket.setsockopt(zmq.SNDTIMEO, send_timeout_ms)
             self._socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
             self._socket.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
@@ -329,11 +378,75 @@ class ClientSocket:
         try:
             _send_multipart(self._socket, encode(msg, codec), 0, copy)
         except zmq.Again as exc:
+            self.check_auth()
             raise NetTimeout(
                 f"could not send a {msg.kind!r} message to {self.address}: the send queue "
                 "stayed full (is the server running and reading?)"
             ) from exc
+        self._sent(msg)
+
+    def try_send(self, msg: Message, compress: str | None = "default") -> bool:
+        """Queue ``msg`` if that needs no wait; False when the send queue is full, or for a
+        ``chunk`` when no chunk credit is left (nothing was sent then). Never blocks: for
+        the messages that must not stall a role while the server is away (weights, credit,
+        state), which the caller keeps and retries (latest only)."""
+        if msg.kind == "chunk" and not self.can_send_chunk():
+            return False
+        codec = self.compress if compress == "default" else compress
+        try:
+            _send_multipart(self._socket, encode(msg, codec), _NOBLOCK, True)
+        except zmq.Again:
+            return False
+        if msg.kind == "chunk" and self.chunk_credit is not None:
+            self.chunk_credit -= 1
+        self._sent(msg)
+        return True
+
+    def _sent(self, msg: Message) -> None:
         self._last_send = time.monotonic()
+        if msg.kind == "hello" and self.chunk_credit is not None:
+            # a hello opens a new session whose welcome grants fresh credit: chunks sent in
+            # between would count against the new session on top of that grant, and the
+            # server drops chunks beyond a peer's credit
+            self.chunk_credit = 0
+
+    @property
+    def auth_failed(self) -> bool:
+        """Whether the server refused this client's Curve key at its latest handshake
+        (libzmq's ``EVENT_HANDSHAKE_FAILED_AUTH``; a later successful handshake clears it).
+        Always False without Curve."""
+        self._read_monitor()
+        return self._auth_failed
+
+    def check_auth(self, public_key_file: str | None = None) -> None:
+        """Raise :class:`SecurityError` with what to do if :attr:`auth_failed`.
+
+        Args:
+            public_key_file: this machine's ``.key`` file, named in the message.
+        """
+        if not self.auth_failed:
+            return
+        key = self.public_key.decode(errors="replace") if self.public_key else "?"
+        what = public_key_file or f"this machine's public .key file (key {key})"
+        raise SecurityError(
+            f"the server at {self.address} refused this machine's key: add {what} to the "
+            "server's authorized_keys (or trainer_keys, for the trainer) and restart the server"
+        )
+
+    def _read_monitor(self) -> None:
+        if self._monitor is None:
+            return
+        while True:
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)["event"]
+            except zmq.Again:
+                return
+            except zmq.ZMQError:  # closed
+                return
+            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self._auth_failed = True
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._auth_failed = False
 
     def recv(self, timeout_ms: int) -> Message | None:
         """The next message from the server, decoded, or None after ``timeout_ms``.
@@ -349,6 +462,8 @@ class ClientSocket:
     def _receive(self, timeout_ms: int) -> Message | None:
         if self.hello is not None and time.monotonic() - self._last_send >= PING_PERIOD_S:
             self._send_quietly(Message("ping"))
+        if self._monitor is not None:
+            self._read_monitor()  # keeps the monitor's queue short; auth_failed stays current
         while True:
             frames = _recv_frames(self._socket, timeout_ms)
             if frames is None:
@@ -394,9 +509,14 @@ class ClientSocket:
         self._last_send = time.monotonic()
         with contextlib.suppress(zmq.Again):
             _send_multipart(self._socket, encode(msg), _NOBLOCK, True)
+            self._sent(msg)
 
     def close(self) -> None:
         """Close at once; unsent messages are dropped."""
+        if self._monitor is not None and not self._monitor.closed:
+            with contextlib.suppress(zmq.ZMQError):
+                self._socket.disable_monitor()
+            self._monitor.close(linger=0)
         if not self._socket.closed:
             self._socket.close(linger=0)
         self._context.term()

@@ -2,51 +2,79 @@
 
 ::
 
-    worker --hello--> server --welcome (+ latest weights)--> worker
+    worker --hello--> server --welcome (+ trainer state, + latest weights if newer)--> worker
     worker --chunk--> server --chunk (same frames)--> trainer   while the trainer has credit
                              \\-> bounded queue (oldest dropped, counted) otherwise
     trainer --credit n--> server: n more chunks may go to the trainer; the queue is flushed
     server --credit n--> worker: n of its chunks were forwarded (or dropped)
     trainer --weights--> server --weights--> each worker, once per weights message
+    trainer --state--> server --state--> each worker, the latest only
 
 Every message is decoded and validated before use; a malformed one (undecodable, bad sizes,
 sent before ``hello``, or of a kind the sender's role may not send) is dropped, counted in
 :attr:`ServerStats.malformed` and logged at most once per peer per
-:data:`WARN_PERIOD_S`, and the server keeps serving. One trainer at a time: a second one is
-refused while the first is registered (a restarted trainer with the same identity takes over).
-A peer that disconnects without ``bye`` is forgotten when a send to it finds it gone (the
-current trainer is probed with a ``ping`` when another trainer says hello).
+:data:`WARN_PERIOD_S`, and the server keeps serving.
 
-Backpressure: each worker's ``welcome`` grants it ``worker_credit`` chunks; the server gives
-one back per chunk of that worker it forwarded or dropped (batched, :data:`CREDIT_BATCH`).
-Workers whose socket honours credit (:class:`~tmrl2.net.transport.ClientSocket` does) slow
-down to the trainer's pace, and
-the queue holds at most ``worker_credit`` chunks per such worker (so nothing is dropped
-while ``workers x worker_credit <= max_queued_chunks``; the server warns otherwise).
+Authority (the server decides, not the clients):
 
-A message from a peer without a session (the server restarted under it) is counted in
-:attr:`ServerStats.unregistered` (a chunk's transitions in :attr:`ServerStats.samples_lost`)
-and answered with ``rejoin``; the peer's hello opens a new session. Security: with
-``secret_key`` set, connections are CurveZMQ-encrypted and only ``authorized_keys`` get in
-(:mod:`tmrl2.net.keys`); a non-loopback ``host`` without them is refused unless
-``allow_insecure``. Config distribution: a server given the run's ``config_hash`` refuses a
-hello that carries another hash, naming both, and sends the hash (and the run's config, if
-given) in ``welcome``; a hello without a hash is accepted.
+- *Who may connect and as what*: with Curve keys the handshake admits ``authorized_keys``
+  (workers) and ``trainer_keys``; every received frame carries the key the connection
+  authenticated with (ZAP ``User-Id``), so a ``hello`` as the trainer from a key outside
+  ``trainer_keys`` is refused (code ``role``), and a registered peer whose messages suddenly
+  come from another key (a connection hijacking its identity) loses its session. Without
+  Curve (loopback only) roles come from the hello.
+- *Which run*: a server with a ``run_token`` refuses hellos carrying another (code
+  ``token``); one with the run's ``config_hash`` refuses another hash (code ``config``).
+- *One trainer, unique worker names*: a second trainer is refused while the first is
+  connected (``trainer_taken``), a worker name held by another live connection too
+  (``name_taken``); a holder that a probe finds gone is replaced.
+- *Credit is enforced*: each worker may have ``worker_credit`` chunks in flight (granted in
+  ``welcome``, one returned per chunk forwarded, dropped or rejected); a chunk beyond that is
+  dropped and counted (:attr:`ServerStats.over_credit`), never queued, so a greedy worker
+  cannot push other workers' chunks out of the queue. A duplicate hello of the same session
+  (same identity and ``session``) adds a fresh grant instead of resetting the count.
+- *Chunks are checked*: against the trainer's ``spec`` (array names, dtypes, row shapes) and
+  for finite floats (:mod:`tmrl2.roles.server_checks`); a bad chunk is rejected and counted
+  (:attr:`ServerStats.rejected`, per worker too). Chunks queued before any trainer declared a
+  spec are checked when one does.
+- *Bounded state*: hellos are rate-limited per identity (code ``rate``); per-peer records are
+  pruned after ``peer_ttl_s`` (:func:`~tmrl2.roles.server_stats.prune_workers`); the socket
+  refuses frames over ``max_message_bytes`` before buffering them (``ZMQ_MAXMSGSIZE``).
+
+Backpressure: workers whose socket honours credit (:class:`~tmrl2.net.transport.ClientSocket`
+does) slow down to the trainer's pace, and the queue holds at most ``worker_credit`` chunks
+per worker (nothing is dropped while ``workers x worker_credit <= max_queued_chunks``; the
+server warns otherwise).
+
+Sessions: a peer that disconnects without ``bye`` is forgotten when a send to it finds it
+gone (the current trainer is probed with a ``ping`` when another trainer says hello). A
+message from a peer without a session (the server restarted under it) is counted in
+:attr:`ServerStats.unregistered` and answered with ``rejoin``; the peer's hello opens a new
+session. ``welcome`` carries the server's random ``session`` (a client seeing a new one knows
+the server restarted) and the latest ``weights_version`` it saw; the latest weights follow a
+worker's welcome only when newer than the ``weights_version`` of its hello. The trainer's
+latest ``state`` (its session, updates, samples, readiness) is kept and sent to each worker
+once, new ones right after their welcome, so workers pace themselves on a resumed trainer.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tmrl2.config.schema import ServerConfig
 from tmrl2.net.codec import PROTOCOL_VERSION, Buffer, Message, decode, encode
 from tmrl2.net.errors import DecodeError, ProtocolError
 from tmrl2.net.transport import SendResult, ServerSocket, ServerTransport
+from tmrl2.roles.server_checks import HelloLimiter, Spec, check_chunk, parse_spec
+from tmrl2.roles.server_stats import ServerStats, WorkerStats, prune_workers
+
+__all__ = ["Server", "ServerConfig", "ServerStats", "StopFlag", "WorkerStats"]
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +82,11 @@ WARN_PERIOD_S = 10.0
 """Shortest time between two warnings of the same sort (per peer for malformed messages)."""
 
 MAX_MESSAGES_PER_SERVE = 1000
+"""Messages handled by one :meth:`Server.serve_once` before the queue/weights bookkeeping."""
 CREDIT_BATCH = 16
 """Returned chunk credit is paid after at most this many handled messages: one ``credit``
 message per worker per batch rather than one per chunk (fewer sends, fewer decodes at the
 worker), while a worker's few credits still come back long before it runs dry."""
-"""Messages handled by one :meth:`Server.serve_once` before the queue/weights bookkeeping."""
 
 SERVER_NAME = "tmrl2-server"
 """Reported in ``welcome``."""
@@ -72,9 +100,15 @@ a connected peer whose queue was just full as unreachable (EHOSTUNREACH) until i
 "resume" reaches the I/O thread; forgetting on the first such report loses the trainer under
 load (seen in benchmarks/bench_transport.py with 4 workers)."""
 
+PRUNE_PERIOD_S = 1.0
+"""Period of the pruning of per-peer records."""
+
+MAX_IDENTITIES = 4096
+"""Most entries of each per-identity table (recent sessions, samples pending as lost)."""
+
 ALLOWED_KINDS: dict[str, frozenset[str]] = {
     "worker": frozenset({"chunk", "ping", "bye"}),
-    "trainer": frozenset({"credit", "weights", "stats", "ping", "bye"}),
+    "trainer": frozenset({"credit", "weights", "state", "stats", "ping", "bye"}),
 }
 """What each registered role may send (``hello`` is always allowed)."""
 
@@ -86,81 +120,45 @@ class StopFlag(Protocol):
 
 
 @dataclass
-class WorkerStats:
-    """Counters of one worker, by the name it gave in its ``hello``."""
-
-    samples: int = 0
-    """Transitions received from it."""
-    chunks: int = 0
-    """Chunks received from it."""
-    policy_version: int = 0
-    """Weights version of its latest chunk."""
-    bytes: int = 0
-    """Bytes of its chunks as received (compressed where they were)."""
-    last_seen_s: float = 0.0
-    """``time.monotonic()`` of its latest message."""
-
-
-@dataclass
-class ServerStats:
-    """Counters of the server since it started."""
-
-    messages: int = 0
-    """Messages received, malformed ones included."""
-    malformed: int = 0
-    """Messages dropped as malformed (undecodable, unregistered sender, wrong role)."""
-    unregistered: int = 0
-    """Of the malformed, valid messages from peers without a session (asked to rejoin)."""
-    samples_lost: int = 0
-    """Transitions in chunks dropped because their sender had no session."""
-    refused: int = 0
-    """Hellos refused (protocol or config hash mismatch, a second trainer)."""
-    auth_rejected: int = 0
-    """Connections refused because the client's Curve key is not authorized."""
-    errors: int = 0
-    """Messages whose handling raised unexpectedly (a server bug; logged with traceback)."""
-    chunks_in: int = 0
-    """Valid chunks received from workers."""
-    samples_in: int = 0
-    """Transitions in those chunks."""
-    bytes_in: int = 0
-    """Bytes of all received messages."""
-    chunks_forwarded: int = 0
-    """Chunks sent to the trainer."""
-    samples_forwarded: int = 0
-    """Transitions in those chunks."""
-    chunks_dropped: int = 0
-    """Chunks dropped because the queue was full."""
-    weights_version: int = 0
-    """Version of the latest weights received from the trainer (0 = none yet)."""
-    weights_sent: int = 0
-    """Weights messages sent to workers."""
-    workers: dict[str, WorkerStats] = field(default_factory=dict)
-    """Per-worker counters, by worker name."""
-    trainer_connected: bool = False
-    """Whether a trainer is registered."""
-    trainer_stats: dict[str, Any] = field(default_factory=dict)
-    """Meta of the trainer's latest ``stats`` message."""
-
-
-@dataclass
 class _Peer:
     role: str
     name: str
+    session: str | None = None
+    """The client's process session from its hello (None: an older client)."""
+    key: str | None = None
+    """The Curve public key its hello came with (None without Curve)."""
+    worker: WorkerStats | None = None
+    """Its counters (workers only)."""
     weights_sent: int = 0
     """Server-side sequence number of the latest weights sent to this peer."""
+    state_sent: int = 0
+    """Server-side sequence number of the latest trainer state sent to this peer."""
+    allowance: int = 0
+    """Chunks this session may send in all: each welcome's grant plus the credit paid."""
+    accepted: int = 0
+    """Chunks of this session counted against :attr:`allowance`."""
 
 
 @dataclass
 class _Chunk:
     frames: Sequence[Buffer]
-    n: int
+    msg: Message
+    """The decoded chunk (its arrays are views of ``frames``), for the spec check of chunks
+    queued before the trainer declared its spec."""
     origin: bytes
     """Identity of the worker that sent it (its credit comes back when the chunk leaves)."""
+    peer: _Peer
+    """The session it came in: credit goes back only to that session, not to a later one."""
+    checked: bool
+    """Whether it was checked against a trainer's spec."""
+
+    @property
+    def n(self) -> int:
+        return int(self.msg.meta["n"])
 
 
 class Server:
-    """Routes chunks to the trainer under credit and weights to the workers."""
+    """Routes chunks to the trainer under credit and weights/state to the workers."""
 
     def __init__(
         self,
@@ -169,6 +167,7 @@ class Server:
         *,
         config_hash: str | None = None,
         run_config: Mapping[str, Any] | None = None,
+        run_token: str | None = None,
     ) -> None:
         """Args:
         config: the server section.
@@ -176,28 +175,61 @@ class Server:
             bound on ``config.host:config.port`` with the configured keys.
         config_hash: the run's config hash; hellos carrying another one are refused.
         run_config: the run's resolved config (plain data), sent to clients in ``welcome``.
+        run_token: the run's token (``tmrl2 train`` makes one per run); hellos without it
+            are refused. None: ``config.run_token``.
         """
         self.config = config
         self.config_hash = config_hash
+        self.run_token = run_token if run_token is not None else config.run_token
+        self.session = uuid.uuid4().hex[:16]
+        """This server's random id, sent in ``welcome``: a new one means a restart."""
         self.stats = ServerStats()
-        self._welcome: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "server": SERVER_NAME}
+        self._welcome: dict[str, Any] = {
+            "protocol": PROTOCOL_VERSION,
+            "server": SERVER_NAME,
+            "session": self.session,
+        }
         if config_hash is not None:
             self._welcome["config_hash"] = config_hash
         if run_config is not None:
             self._welcome["config"] = dict(run_config)
+        self._curve = config.curve()
         self._socket = transport or ServerSocket(
-            config.host, config.port, curve=config.curve(), allow_insecure=config.allow_insecure
+            config.host,
+            config.port,
+            curve=self._curve,
+            allow_insecure=config.allow_insecure,
+            max_message_bytes=config.max_message_bytes,
         )
+        curve = self._curve
+        if curve is not None and curve.authorized is not None and curve.trainers is None:
+            log.warning(
+                "server.trainer_keys is not set: no key may act as the trainer (put the "
+                "trainer's .key file in a folder and set server.trainer_keys)"
+            )
         self._rejoin_asked: dict[bytes, float] = {}
         self._gone_since: dict[bytes, float] = {}
         self._credit_one = encode(Message("credit", {"n": 1}))
         self._owed: dict[bytes, int] = {}
         self._peers: dict[bytes, _Peer] = {}
+        self._names: dict[str, bytes] = {}
+        """Live worker names -> their identity (names are unique among live workers)."""
         self._trainer: bytes | None = None
         self._credit = 0
         self._queue: deque[_Chunk] = deque()
+        self._spec: Spec | None = None
         self._weights: Sequence[Buffer] | None = None
         self._weights_seq = 0
+        self._state: Sequence[Buffer] | None = None
+        self._state_seq = 0
+        self._push_due = False
+        """Some worker may lack the latest weights or state."""
+        self._hellos = HelloLimiter(config.hello_rate_per_s, config.hello_burst)
+        self._recent: dict[bytes, float] = {}
+        """Identities that held a session lately -> when it ended (for ``samples_lost``)."""
+        self._pending_lost: dict[bytes, int] = {}
+        """Transitions sent without a session by identities never registered (yet)."""
+        self._next_prune = time.monotonic() + PRUNE_PERIOD_S
         self._last_warn: dict[object, float] = {}
 
     @property
@@ -228,10 +260,15 @@ class Server:
                 self._pay_owed_credit()
             item = self._socket.recv(0) if handled < MAX_MESSAGES_PER_SERVE else None
         self._flush()
-        self._push_weights()
+        if self._push_due:
+            self._push_latest()
         if self._owed:
             self._pay_owed_credit()
         self.stats.auth_rejected = int(getattr(self._socket, "auth_rejected", 0))
+        now = time.monotonic()
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_PERIOD_S
+            self.prune(now)
 
     def run(self, stop: StopFlag, poll_ms: int = 50) -> None:
         """Serve until ``stop.is_set()``; it is checked at least every ``poll_ms``."""
@@ -247,6 +284,21 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def prune(self, now: float) -> None:
+        """Forget per-peer records older than ``peer_ttl_s`` (called every
+        :data:`PRUNE_PERIOD_S` by :meth:`serve_once`)."""
+        ttl = self.config.peer_ttl_s
+        prune_workers(self.stats.workers, self._names, now, ttl, self.config.max_peers)
+        for identity, since in list(self._recent.items()):
+            if now - since > ttl:
+                del self._recent[identity]
+        if len(self._pending_lost) > MAX_IDENTITIES:
+            self._pending_lost.clear()  # strangers' chunks: they never count as lost
+        self._hellos.prune(now)
+        for identity, since in list(self._rejoin_asked.items()):
+            if now - since > REJOIN_PERIOD_S:
+                del self._rejoin_asked[identity]
 
     # ------------------------------------------------------------------ dispatch
     def _handle_safely(self, identity: bytes, frames: list[Any]) -> None:
@@ -264,15 +316,20 @@ class Server:
             msg = decode(frames, self.config.max_message_bytes)
         except ProtocolError as exc:
             self._malformed(identity, str(exc))
-            self._socket.send(identity, Message("refused", {"reason": str(exc)}))
+            self._socket.send(
+                identity, Message("refused", {"reason": str(exc), "code": "protocol"})
+            )
             return
         except DecodeError as exc:
             self._malformed(identity, str(exc))
             return
         if msg.kind == "hello":
-            self._on_hello(identity, msg)
+            self._on_hello(identity, frames, msg)
             return
         peer = self._peers.get(identity)
+        if peer is not None and peer.key is not None and self._socket.peer_key(frames) != peer.key:
+            self._forget(identity)  # another connection (another key) took the identity
+            peer = None
         if peer is None:
             self._on_unregistered(identity, msg)
             return
@@ -287,8 +344,8 @@ class Server:
             self._flush()
         elif msg.kind == "weights":
             self._on_weights(frames, msg)
-        elif msg.kind == "stats":
-            self.stats.trainer_stats = dict(msg.meta)
+        elif msg.kind in ("state", "stats"):
+            self._on_trainer_news(frames, msg)
         elif msg.kind == "bye":
             log.info("%s said bye", self._label(identity))
             self._forget(identity)
@@ -297,54 +354,143 @@ class Server:
     def _seen(self, identity: bytes, peer: _Peer) -> None:
         if self._gone_since:  # it speaks, so it is not gone
             self._gone_since.pop(identity, None)
-        if peer.role == "worker":
-            self.stats.workers[peer.name].last_seen_s = time.monotonic()
+        if peer.worker is not None:
+            peer.worker.last_seen_s = time.monotonic()
 
-    # ------------------------------------------------------------------ handlers
-    def _on_hello(self, identity: bytes, msg: Message) -> None:
-        role, name, protocol = msg.meta["role"], msg.meta["name"], msg.meta["protocol"]
-        if protocol != PROTOCOL_VERSION:
+    # ------------------------------------------------------------------ hello
+    def _on_hello(self, identity: bytes, frames: Sequence[Any], msg: Message) -> None:
+        meta = msg.meta
+        role, name = meta["role"], meta["name"]
+        if not self._hellos.allow(identity, time.monotonic()):
             self._refuse(
                 identity,
-                f"client protocol {protocol}, server protocol "
-                f"{PROTOCOL_VERSION}: install the same tmrl2 version everywhere",
+                f"{role} {name!r} sent too many hellos (more than {self.config.hello_burst} at "
+                f"once or {self.config.hello_rate_per_s:g} per second): wait, then retry",
+                "rate",
             )
             return
-        theirs = msg.meta.get("config_hash")
-        if theirs is not None and self.config_hash is not None and theirs != self.config_hash:
-            self._refuse(
-                identity,
-                f"{role} {name!r} config hash {theirs}, server config hash {self.config_hash}: "
-                "start every role with the same config file and --set overrides",
-            )
+        reason = self._hello_problem(identity, frames, meta)
+        if reason is not None:
+            self._refuse(identity, *reason)
             return
-        current = self._other_trainer(identity) if role == "trainer" else None
-        if current is not None:
-            self._refuse(
-                identity,
-                f"trainer {current!r} is already connected; one trainer "
-                "per server (stop it, or start another server)",
-            )
+        session = meta.get("session")
+        current = self._peers.get(identity)
+        if (
+            current is not None
+            and session is not None
+            and (current.role, current.name, current.session) == (role, name, session)
+        ):
+            self._welcome_again(identity, current)  # a repeated hello of the same session
             return
-        # a hello (re)starts the peer's session: a restarted process keeps its identity
+        spec: Spec | None = None
+        if role == "trainer" and meta.get("spec") is not None:
+            try:
+                spec = parse_spec(meta["spec"])
+            except ValueError as exc:
+                self._refuse(identity, f"trainer {name!r} spec: {exc}", "config")
+                return
+        # a hello (re)starts the peer's session
         self._forget(identity, quiet=True)
-        self._peers[identity] = _Peer(role, name)
+        peer = _Peer(role, name, session, self._socket.peer_key(frames) if self._curve else None)
+        self._peers[identity] = peer
+        self.stats.samples_lost += self._pending_lost.pop(identity, 0)
+        self._rejoin_asked.pop(identity, None)
+        log.info("%s %r connected", role, name)
+        welcome = {**self._welcome, "weights_version": self.stats.weights_version}
         if role == "trainer":
             self._trainer = identity
             self.stats.trainer_connected = True
-        else:
-            self.stats.workers.setdefault(name, WorkerStats()).last_seen_s = time.monotonic()
-        self._rejoin_asked.pop(identity, None)
-        log.info("%s %r connected", role, name)
-        welcome = self._welcome
-        if role == "worker":
-            welcome = {**welcome, "chunk_credit": self.config.worker_credit}
-            self._check_window()
+            self._socket.send(identity, Message("welcome", welcome))
+            self._set_spec(spec)
+            return
+        self._names[name] = identity
+        self.stats.workers_connected += 1
+        peer.worker = self.stats.workers.setdefault(name, WorkerStats())
+        peer.worker.last_seen_s = time.monotonic()
+        peer.allowance = self.config.worker_credit
+        theirs = meta.get("weights_version")
+        if theirs is not None and theirs >= self.stats.weights_version:
+            peer.weights_sent = self._weights_seq  # it holds the latest already
+        self._check_window()
+        self._socket.send(
+            identity, Message("welcome", {**welcome, "chunk_credit": self.config.worker_credit})
+        )
+        self._push_due = True
+        self._push_latest()
+
+    def _hello_problem(
+        self, identity: bytes, frames: Sequence[Any], meta: Mapping[str, Any]
+    ) -> tuple[str, str] | None:
+        """(reason, code) when this hello must be refused; None when it may register."""
+        role, name, protocol = meta["role"], meta["name"], meta["protocol"]
+        if protocol != PROTOCOL_VERSION:
+            return (
+                f"client protocol {protocol}, server protocol {PROTOCOL_VERSION}: install "
+                "the same tmrl2 version everywhere",
+                "protocol",
+            )
+        if self.run_token is not None and meta.get("run_token") != self.run_token:
+            return (
+                f"{role} {name!r} reached another run's server (its run token differs): "
+                "check the address and port, or start a server for this run",
+                "token",
+            )
+        theirs = meta.get("config_hash")
+        if theirs is not None and self.config_hash is not None and theirs != self.config_hash:
+            return (
+                f"{role} {name!r} config hash {theirs}, server config hash "
+                f"{self.config_hash}: start every role with the same config file and --set "
+                "overrides",
+                "config",
+            )
+        if self._curve is not None:
+            key = self._socket.peer_key(frames)
+            if not self._curve.may_act_as(role, key):
+                where = "server.trainer_keys" if role == "trainer" else "server.authorized_keys"
+                return (
+                    f"the key {key} may not act as the {role}: put its .key file in {where}",
+                    "role",
+                )
+        if role == "trainer":
+            current = self._other_trainer(identity)
+            if current is not None:
+                return (
+                    f"trainer {current!r} is already connected; one trainer per server "
+                    "(stop it, or start another server)",
+                    "trainer_taken",
+                )
+        elif self._name_taken(identity, name):
+            return (
+                f"worker name {name!r} is already connected to this server: give each "
+                "worker a unique worker.name (or --index)",
+                "name_taken",
+            )
+        return None
+
+    def _welcome_again(self, identity: bytes, peer: _Peer) -> None:
+        """Answer a repeated hello of a registered session (its first welcome may have been
+        lost) without resetting it: a worker gets a fresh grant on top of its allowance,
+        since its socket resets its credit to the grant on every welcome."""
+        welcome = {**self._welcome, "weights_version": self.stats.weights_version}
+        if peer.role == "worker":
+            peer.allowance += self.config.worker_credit
+            welcome["chunk_credit"] = self.config.worker_credit
         self._socket.send(identity, Message("welcome", welcome))
-        self._push_weights()
+        self._push_due = True
+
+    def _name_taken(self, identity: bytes, name: str) -> bool:
+        """Whether another live connection holds worker ``name`` (a holder that a probe
+        finds gone is forgotten: the newcomer takes the name)."""
+        holder = self._names.get(name)
+        if holder is None or holder == identity:
+            return False
+        if self._socket.send(holder, Message("ping")) is SendResult.GONE:
+            self._forget(holder)
+            return False
+        return True
 
     def _check_window(self) -> None:
-        workers = sum(peer.role == "worker" for peer in self._peers.values())
+        workers = self.stats.workers_connected
         if workers * self.config.worker_credit > self.config.max_queued_chunks and (
             self._may_warn("window")
         ):
@@ -357,15 +503,22 @@ class Server:
             )
 
     def _on_unregistered(self, identity: bytes, msg: Message) -> None:
-        """A peer without a session (the server restarted under it): count, ask to rejoin."""
+        """A peer without a session (the server restarted under it): count, ask to rejoin.
+
+        A chunk's transitions count as lost only for a peer that held a session lately or
+        opens one later (:attr:`_pending_lost`): a stranger cannot inflate ``samples_lost``."""
         self.stats.unregistered += 1
         if msg.kind == "chunk":
-            self.stats.samples_lost += int(msg.meta["n"])
+            n = int(msg.meta["n"])
+            if identity in self._recent:
+                self.stats.samples_lost += n
+            elif identity in self._pending_lost or len(self._pending_lost) < MAX_IDENTITIES:
+                self._pending_lost[identity] = self._pending_lost.get(identity, 0) + n
         self._malformed(identity, f"{msg.kind!r} from an unregistered peer (no hello)")
         now = time.monotonic()
         if now - self._rejoin_asked.get(identity, -REJOIN_PERIOD_S) < REJOIN_PERIOD_S:
             return
-        if len(self._rejoin_asked) > 4096:  # peers with random identities must not grow it
+        if len(self._rejoin_asked) > MAX_IDENTITIES:  # random identities must not grow it
             self._rejoin_asked.clear()
         self._rejoin_asked[identity] = now
         reason = "this server has no session for you (it restarted?): send hello again"
@@ -380,27 +533,48 @@ class Server:
             return None
         return self._peers[self._trainer].name
 
-    def _refuse(self, identity: bytes, reason: str) -> None:
+    def _refuse(self, identity: bytes, reason: str, code: str) -> None:
         self.stats.refused += 1
+        self.stats.refused_codes[code] = self.stats.refused_codes.get(code, 0) + 1
         if self._may_warn(("refused", identity)):  # refused clients retry their hello
             log.warning("refused %s: %s", self._label(identity), reason)
-        self._socket.send(identity, Message("refused", {"reason": reason}))
+        self._socket.send(identity, Message("refused", {"reason": reason, "code": code}))
 
+    # ------------------------------------------------------------------ chunks
     def _on_chunk(
         self, identity: bytes, peer: _Peer, frames: Sequence[Buffer], msg: Message
     ) -> None:
+        worker = peer.worker
+        assert worker is not None
+        if peer.accepted >= peer.allowance:
+            self.stats.over_credit += 1
+            worker.over_credit += 1
+            if self._may_warn(("over_credit", identity)):
+                log.warning(
+                    "worker %r sent a chunk beyond its credit (%d in flight allowed): dropped "
+                    "(%d of its chunks so far); its socket must wait for credit",
+                    peer.name,
+                    self.config.worker_credit,
+                    worker.over_credit,
+                )
+            return
+        peer.accepted += 1
         n = int(msg.meta["n"])
         self.stats.chunks_in += 1
         self.stats.samples_in += n
-        worker = self.stats.workers[peer.name]
         worker.samples += n
         worker.chunks += 1
         worker.bytes += sum(len(frame) for frame in frames)
         worker.policy_version = int(msg.meta["policy_version"])
-        self._queue.append(_Chunk(frames, n, identity))
+        chunk = _Chunk(frames, msg, identity, peer, self._spec is not None)
+        reason = check_chunk(msg.arrays, self._spec)
+        if reason is not None:
+            self._reject(chunk, reason)
+            return
+        self._queue.append(chunk)
         self._flush()
         while len(self._queue) > self.config.max_queued_chunks:
-            self._return_credit(self._queue.popleft().origin)
+            self._return_credit(self._queue.popleft())
             self.stats.chunks_dropped += 1
             if self._may_warn("drop"):
                 log.warning(
@@ -412,11 +586,50 @@ class Server:
                     self.stats.chunks_dropped,
                 )
 
+    def _reject(self, chunk: _Chunk, reason: str) -> None:
+        """Drop a chunk that fails the checks; its credit goes back (a worker whose env
+        glitched once must not lose a unit of credit for good)."""
+        self.stats.rejected += 1
+        if chunk.peer.worker is not None:
+            chunk.peer.worker.rejected += 1
+        self._return_credit(chunk)
+        if self._may_warn(("rejected", chunk.origin)):
+            log.warning(
+                "rejected a chunk of worker %r: %s (%d rejected in all)",
+                chunk.peer.name,
+                reason,
+                self.stats.rejected,
+            )
+
+    def _set_spec(self, spec: Spec | None) -> None:
+        """A trainer registered: check the queued chunks against its spec, once."""
+        self._spec = spec
+        if spec is None:
+            return
+        kept: deque[_Chunk] = deque()
+        for chunk in self._queue:
+            reason = check_chunk(chunk.msg.arrays, spec)
+            if reason is None:
+                chunk.checked = True
+                kept.append(chunk)
+            else:
+                self._reject(chunk, reason)
+        self._queue = kept
+
+    def _on_trainer_news(self, frames: Sequence[Buffer], msg: Message) -> None:
+        if msg.kind == "stats":
+            self.stats.trainer_stats = dict(msg.meta)
+            return
+        self._state = frames  # coalesced: only the latest state matters
+        self._state_seq += 1
+        self.stats.trainer_state = dict(msg.meta)
+        self._push_latest()
+
     def _on_weights(self, frames: Sequence[Buffer], msg: Message) -> None:
         self._weights = frames
         self._weights_seq += 1
         self.stats.weights_version = int(msg.meta["version"])
-        self._push_weights()
+        self._push_latest()
 
     # ------------------------------------------------------------------ sending
     def _flush(self) -> None:
@@ -433,36 +646,57 @@ class Server:
             self._credit -= 1
             self.stats.chunks_forwarded += 1
             self.stats.samples_forwarded += chunk.n
-            self._return_credit(chunk.origin)
+            self._return_credit(chunk)
 
-    def _return_credit(self, worker: bytes, n: int = 1) -> None:
-        """``n`` chunks of ``worker`` left the queue: it may send as many more. The credit
-        is owed until :meth:`_pay_owed_credit` (see :data:`CREDIT_BATCH`)."""
-        if worker in self._peers:
-            self._owed[worker] = self._owed.get(worker, 0) + n
+    def _return_credit(self, chunk: _Chunk) -> None:
+        """``chunk`` left the queue: its worker may send one more, if it is still the same
+        session. The credit is owed until :meth:`_pay_owed_credit` (:data:`CREDIT_BATCH`)."""
+        if self._peers.get(chunk.origin) is chunk.peer:
+            self._owed[chunk.origin] = self._owed.get(chunk.origin, 0) + 1
 
     def _pay_owed_credit(self) -> None:
         """One ``credit`` message per owed worker; credit that finds the worker's queue full
-        stays owed for a later round."""
+        stays owed for a later round. Paid credit raises the worker's allowance."""
         for worker, owed in list(self._owed.items()):
             frames = self._credit_one if owed == 1 else encode(Message("credit", {"n": owed}))
-            if self._socket.send_frames(worker, frames) is not SendResult.BUSY:
-                del self._owed[worker]
+            result = self._socket.send_frames(worker, frames)
+            if result is SendResult.BUSY:
+                continue
+            del self._owed[worker]
+            peer = self._peers.get(worker)
+            if result and peer is not None:
+                peer.allowance += owed
 
-    def _push_weights(self) -> None:
-        """Send the latest weights to each worker that has not had them yet."""
-        if self._weights is None:
+    def _push_latest(self) -> None:
+        """Send the latest trainer state, then the latest weights, to each worker that has
+        not had them yet."""
+        self._push_due = False
+        if self._weights is None and self._state is None:
             return
         for identity, peer in list(self._peers.items()):
-            if peer.role != "worker" or peer.weights_sent >= self._weights_seq:
+            if peer.role != "worker":
                 continue
-            result = self._socket.send_frames(identity, self._weights)
-            if result:
+            if self._state is not None and peer.state_sent < self._state_seq:
+                if not self._push(identity, self._state):
+                    continue
+                peer.state_sent = self._state_seq
+                self.stats.states_sent += 1
+            weights = self._weights
+            if (
+                weights is not None
+                and peer.weights_sent < self._weights_seq
+                and self._push(identity, weights)
+            ):
                 peer.weights_sent = self._weights_seq
                 self.stats.weights_sent += 1
-            elif result is SendResult.GONE:
-                self._gone(identity)
-            # BUSY: the worker reads slowly; the latest weights are retried next round
+
+    def _push(self, identity: bytes, frames: Sequence[Buffer]) -> bool:
+        result = self._socket.send_frames(identity, frames)
+        if result is SendResult.GONE:
+            self._gone(identity)
+        if not result:  # BUSY: the worker reads slowly; the latest is retried next round
+            self._push_due = True
+        return bool(result)
 
     def _gone(self, identity: bytes) -> None:
         """A send found ``identity`` gone: forget it once that lasted :data:`GONE_GRACE_S`."""
@@ -477,10 +711,17 @@ class Server:
         peer = self._peers.pop(identity, None)
         if peer is None:
             return
+        if len(self._recent) < MAX_IDENTITIES or identity in self._recent:
+            self._recent[identity] = time.monotonic()
         if identity == self._trainer:
             self._trainer = None
             self._credit = 0
+            self._state = None  # a new worker must not pace itself on a gone trainer
             self.stats.trainer_connected = False
+        elif peer.role == "worker":
+            self.stats.workers_connected -= 1
+            if self._names.get(peer.name) == identity:
+                del self._names[peer.name]
         if not quiet:
             log.info(
                 "%s %r unregistered (%d chunks queued)", peer.role, peer.name, len(self._queue)
@@ -503,7 +744,7 @@ class Server:
         now = time.monotonic()
         if now - self._last_warn.get(key, -WARN_PERIOD_S) < WARN_PERIOD_S:
             return False
-        if len(self._last_warn) > 4096:  # peers with random identities must not grow it
+        if len(self._last_warn) > MAX_IDENTITIES:  # random identities must not grow it
             self._last_warn.clear()
         self._last_warn[key] = now
         return True
