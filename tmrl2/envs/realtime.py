@@ -13,7 +13,7 @@ observation near its end) runs in real time through :func:`make_realtime_env`.
 rtgym returns tuple observations with its action buffer appended; :class:`RealTimeDictEnv`
 turns them back into the fast mode's ``Dict`` (``prev_actions`` is rtgym's buffer: the
 actions sent, newest last, the newest one not applied yet), merges the simulator's own
-truncation (stuck, wall, step limit) into ``truncated``, and pauses rtgym's clock at the end of
+truncation (wall, step limit) into ``truncated``, and pauses rtgym's clock at the end of
 each episode so that a slow reset does not count as a missed time step.
 """
 
@@ -29,7 +29,6 @@ from rtgym import DEFAULT_CONFIG_DICT, RealTimeGymInterface
 from rtgym.envs.real_time_env import RealTimeEnv
 
 from tmrl2.envs.sim.env import Obs, SimEnv, SimEnvConfig
-from tmrl2.rewards.base import Reward
 
 _TRUNCATED = "_sim_truncated"
 """Private info key carrying the world's truncation through rtgym (which only knows
@@ -52,8 +51,13 @@ class World(Protocol):
         """Apply ``action`` now, at the start of a time step."""
 
     def capture(self) -> StepResult:
-        """The observation near the end of the time step, with its reward and flags."""
+        """The observation near the end of the time step, with its flags (reward 0: the
+        reward wrapper computes it from the telemetry)."""
         ...
+
+    def request_respawn(self) -> None:
+        """Respawn the car at its last checkpoint when the next capture runs (on the capture
+        thread: the world is never driven from two threads)."""
 
     def close(self) -> None: ...
 
@@ -62,8 +66,8 @@ class SimWorld:
     """The simulator as a real-time world: it advances one step when rtgym captures, under
     the action in force during that step."""
 
-    def __init__(self, config: SimEnvConfig, reward: Reward | None = None) -> None:
-        self.sim = SimEnv(config, reward)
+    def __init__(self, config: SimEnvConfig) -> None:
+        self.sim = SimEnv(config)
         self.observation_space = self.sim.observation_space
         self.action_space = self.sim.action_space
         self._action = np.zeros(3, np.float32)
@@ -76,6 +80,9 @@ class SimWorld:
 
     def capture(self) -> StepResult:
         return self.sim.step(self._action)
+
+    def request_respawn(self) -> None:
+        self.sim.request_respawn()
 
     def close(self) -> None:
         self.sim.close()
@@ -131,8 +138,14 @@ class RealTimeDictEnv(gym.Wrapper[Obs, np.ndarray, tuple[Any, ...], np.ndarray])
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Obs, dict[str, Any]]:
+        if self._rt.running:  # a wrapper ended the episode (a stall): pause rtgym's clock
+            self._rt.wait()
         obs, info = self._rt.reset(seed=seed, options=options)
         return self._dict_obs(obs, self._keys), info
+
+    def request_respawn(self) -> None:
+        """See :meth:`World.request_respawn`."""
+        self.world.request_respawn()
 
     def step(self, action: np.ndarray) -> tuple[Obs, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self._rt.step(action)
@@ -180,11 +193,7 @@ def make_realtime_env(
     return RealTimeDictEnv(RealTimeEnv(rt_config))
 
 
-def make_realtime_sim_env(
-    config: SimEnvConfig, reward: Reward | None = None
-) -> gym.Env[Obs, np.ndarray]:
+def make_realtime_sim_env(config: SimEnvConfig) -> gym.Env[Obs, np.ndarray]:
     """The simulator stepped at ``1000 / config.time_step_ms`` Hz of wall clock (it computes
     its observation in well under a millisecond: captured at the step's end)."""
-    return make_realtime_env(
-        lambda: SimWorld(config, reward), config.time_step_ms, config.action_history
-    )
+    return make_realtime_env(lambda: SimWorld(config), config.time_step_ms, config.action_history)

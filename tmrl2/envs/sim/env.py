@@ -3,9 +3,11 @@
 :class:`SimEnv` owns the episode: it places the car at the start, turns actions into
 controls, advances exactly ``time_step_ms`` of simulated time per ``step`` (as fast as the CPU
 allows), and builds the observation (LIDAR history, speed, previous actions; optionally
-images and a preview of the road ahead), the telemetry ``info`` and the reward (from an
-injected :class:`~tmrl2.rewards.base.Reward`); it draws the optional domain randomization at
-each reset and respawns the car at the last checkpoint on request. The car physics live in
+images and a preview of the road ahead; the space is the game's,
+:func:`tmrl2.envs.observation.observation_space`) and the telemetry ``info``; it draws the
+optional domain randomization at each reset and respawns the car at the last checkpoint on
+request. The reward and the stall detection are not its business: ``build_env`` wraps it
+with the same wrappers as the game (:mod:`tmrl2.envs.wrappers`). The car physics live in
 :mod:`~tmrl2.envs.sim.car`, the geometry in :mod:`~tmrl2.envs.sim.track`, the rays in
 :mod:`~tmrl2.envs.sim.lidar`, the images in :mod:`~tmrl2.envs.sim.render`; real-time stepping
 is :mod:`tmrl2.envs.realtime`.
@@ -23,15 +25,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from tmrl2.config.base import ComponentConfig, FrozenModel
+from tmrl2.config.base import FrozenModel
+from tmrl2.envs.observation import TelemetryEnvConfig, action_space, observation_space
 from tmrl2.envs.sim.car import Car
 from tmrl2.envs.sim.lidar import Lidar
 from tmrl2.envs.sim.render import Camera, Renderer
-from tmrl2.envs.sim.track import SURFACES, Track, load_track
-from tmrl2.rewards.base import Reward
-from tmrl2.rewards.progress import ProgressReward
+from tmrl2.envs.sim.track import SURFACES, Track, check_track_name, load_track
 
 SPEED_REF_MS = 100.0
 """The ``speed`` observation is the car's speed divided by this (top speed is about 80 m/s)."""
@@ -68,110 +69,86 @@ class DomainRandomization(FrozenModel):
     """Camera pitch offset."""
 
 
-class SimEnvConfig(ComponentConfig):
-    """Built-in TrackMania-like simulator."""
+class SimEnvConfig(TelemetryEnvConfig):
+    """Built-in TrackMania-like simulator. The observation keys and the episode knobs are
+    shared with the game (:class:`~tmrl2.envs.observation.TelemetryEnvConfig`)."""
 
     kind: str = "sim"
     """Registry name of the built-in simulator."""
     track: str = "default"
     """Bundled track (see :func:`tmrl2.envs.sim.track.known_tracks`), ``gen:<seed>`` for a
     generated one, or the path of a ``.yaml``/``.json`` track file."""
-    time_step_ms: int = Field(default=50, gt=0)
-    """Simulated time per env step (20 Hz by default, like tmrl)."""
     realtime: bool = False
     """Step at ``1000 / time_step_ms`` Hz of wall clock through rtgym instead of fast mode."""
-    max_episode_steps: int = Field(default=2400, gt=0)
-    """Truncate the episode after this many steps (2 minutes at 50 ms)."""
-    lidar: bool = True
-    """A ``lidar`` observation (false: e.g. an image-only agent)."""
-    lidar_beams: int = Field(default=19, ge=1)
-    """LIDAR rays over the front half-plane, from 90 degrees left to 90 degrees right."""
     lidar_range_m: float = Field(default=100.0, gt=0)
     """LIDAR distance cap; the observation is distance / range in [0, 1]."""
-    lidar_history: int = Field(default=1, ge=1)
-    """LIDAR frames in the observation, oldest first."""
-    action_history: int = Field(default=2, ge=1)
-    """Previous actions in the observation, newest last (at least 1: in real time the actions
-    in flight are part of the state)."""
-    stuck_steps: int = Field(default=100, gt=0)
-    """Truncate when progress has not grown by ``stuck_progress_m`` for this many steps."""
-    stuck_progress_m: float = Field(default=1.0, gt=0)
-    """Progress that counts as moving on for ``stuck_steps``."""
     end_on_wall: bool = False
     """Truncate the episode on the first wall contact."""
-    image: bool = False
-    """Add an ``image`` observation: the view from behind and above the car."""
-    image_width: int = Field(default=64, ge=8)
-    """Image width in pixels."""
-    image_height: int = Field(default=64, ge=8)
-    """Image height in pixels."""
-    image_history: int = Field(default=4, ge=1)
-    """Images in the observation, oldest first."""
-    image_color: bool = False
-    """RGB images ``(history, height, width, 3)`` instead of grey ``(history, height, width)``."""
     camera_height_m: float = Field(default=2.5, gt=0)
     """Camera height above the road."""
     camera_pitch_deg: float = Field(default=12.0, gt=0, lt=90)
     """Camera tilt below the horizon."""
-    preview_points: int = Field(default=0, ge=0)
-    """Add a ``preview`` observation of this many centerline points ahead, in the car's frame
-    (``(forward, right)`` / ``lidar_range_m``, clipped to [-1, 1]); 0: no preview."""
-    preview_spacing_m: float = Field(default=10.0, gt=0)
-    """Arc length between the preview points."""
     randomization: DomainRandomization = DomainRandomization()
     """Domain randomization, drawn at each reset from the env's seeded generator (off)."""
 
+    @field_validator("track")
+    @classmethod
+    def _known_track(cls, name: str) -> str:
+        # fail when the config loads (naming `env.track`), not in every child process later
+        check_track_name(name)
+        return name
+
 
 class SimEnv(gym.Env[Obs, np.ndarray]):
-    """A car on a track with LIDAR observations; Gymnasium API, fast mode."""
+    """A car on a track with LIDAR observations; Gymnasium API, fast mode.
+
+    It reports telemetry and returns reward 0: ``build_env`` (or ``tmrl2.get_environment``)
+    adds the configured reward and the stall detection, the same as for the game.
+    """
 
     Config = SimEnvConfig
+    reports_telemetry = True
     metadata: dict[str, Any] = {"render_modes": []}
     observation_space: spaces.Dict  # type: ignore[assignment]  # narrower than Env's Space
     action_space: spaces.Box
 
-    def __init__(self, config: SimEnvConfig | None = None, reward: Reward | None = None) -> None:
+    def __init__(self, config: SimEnvConfig | None = None) -> None:
         """Args:
         config: env settings (defaults: the default track, 20 Hz, 19 beams).
-        reward: turns telemetry into rewards (default :class:`ProgressReward`).
         """
         self.config = config or SimEnvConfig()
-        self.reward = reward if reward is not None else ProgressReward()
         cfg = self.config
         self.track: Track = load_track(cfg.track)
         self.car = Car(self.track)
         self._car_params = self.car.params
         self.lidar = Lidar(self.track, cfg.lidar_beams, cfg.lidar_range_m)
-        self.action_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
-        parts: dict[str, spaces.Space[Any]] = {
-            "speed": spaces.Box(0.0, 1.0, (1,), np.float32),
-            "prev_actions": spaces.Box(-1.0, 1.0, (cfg.action_history, 3), np.float32),
-        }
-        if cfg.lidar:
-            lidar_shape = (cfg.lidar_history, cfg.lidar_beams)
-            parts["lidar"] = spaces.Box(0.0, 1.0, lidar_shape, np.float32)
+        self.action_space = action_space()
+        self.observation_space = observation_space(cfg)
         self.renderer: Renderer | None = None
         if cfg.image:
             self._camera = Camera(height_m=cfg.camera_height_m, pitch_deg=cfg.camera_pitch_deg)
             self.renderer = Renderer(
                 self.track, cfg.image_width, cfg.image_height, cfg.image_color, self._camera
             )
-            shape: tuple[int, ...] = (cfg.image_history, cfg.image_height, cfg.image_width)
-            shape += (3,) if cfg.image_color else ()
-            parts["image"] = spaces.Box(0, 255, shape, np.uint8)
+            shape: tuple[int, ...] = self.observation_space["image"].shape or ()
             self._images = np.zeros(shape, np.uint8)
             self._brightness, self._contrast = 0.0, 1.0
-        if cfg.preview_points:
-            parts["preview"] = spaces.Box(-1.0, 1.0, (cfg.preview_points, 2), np.float32)
-        self.observation_space = spaces.Dict(parts)
         self._dt_s = cfg.time_step_ms / 1000.0
         self._lidar = np.zeros((cfg.lidar_history, cfg.lidar_beams), np.float32)
         self._actions = np.zeros((cfg.action_history, 3), np.float32)
         self._steps = 0
         self._respawns = 0
         self._progress_m = 0.0
-        self._stuck_anchor_m = 0.0
-        self._stuck_since = 0
+        self._respawn_pending = False
+
+    @classmethod
+    def from_config(cls, config: SimEnvConfig) -> gym.Env[Obs, np.ndarray]:
+        """Fast mode, or real time through rtgym when ``config.realtime``."""
+        if config.realtime:
+            from tmrl2.envs.realtime import make_realtime_sim_env
+
+            return make_realtime_sim_env(config)
+        return cls(config)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -186,18 +163,17 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         self._steps = 0
         self._respawns = 0
         self._progress_m = 0.0
-        self._stuck_anchor_m = 0.0
-        self._stuck_since = 0
+        self._respawn_pending = False
         self._actions[:] = 0.0
         if self.config.lidar:
             self._lidar[:] = self._scan()
         if self.renderer is not None:
             self._images[:] = self._render()
-        info = self._info(wall_contact=False)
-        self.reward.reset(info)
-        return self._obs(), info
+        return self._obs(), self._info(wall_contact=False)
 
     def step(self, action: np.ndarray) -> tuple[Obs, float, bool, bool, dict[str, Any]]:
+        if self._respawn_pending:
+            self.respawn()
         cfg, st = self.config, self.car.state
         act = np.clip(np.asarray(action, dtype=np.float32).reshape(3), -1.0, 1.0)
         gas, brake, steer = max(float(act[0]), 0.0), max(float(act[1]), 0.0), float(act[2])
@@ -215,36 +191,37 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
 
         finished = st.s >= self.track.length_m
         self._progress_m = max(self._progress_m, min(st.s, self.track.length_m))
-        if self._progress_m > self._stuck_anchor_m + cfg.stuck_progress_m:
-            self._stuck_anchor_m, self._stuck_since = self._progress_m, self._steps
         info = self._info(wall_contact)
         if finished:
             # The finish is crossed inside the step: interpolate when, as the game times it.
             frac = (self.track.length_m - s_before) / max(st.s - s_before, 1e-9)
             info["lap_time_s"] = ((self._steps - 1) + min(max(frac, 0.0), 1.0)) * self._dt_s
         truncated = not finished and (
-            self._steps >= cfg.max_episode_steps
-            or self._steps - self._stuck_since >= cfg.stuck_steps
-            or (cfg.end_on_wall and wall_contact)
+            self._steps >= cfg.max_episode_steps or (cfg.end_on_wall and wall_contact)
         )
-        return self._obs(), float(self.reward(info)), finished, truncated, info
+        return self._obs(), 0.0, finished, truncated, info
 
     def respawn(self) -> tuple[Obs, dict[str, Any]]:
         """Put the car back, standing still on the centerline, at the last checkpoint passed
         (the start line if none), as the game's respawn does. The episode goes on: race time,
-        progress and air time are kept, ``respawns`` in ``info`` counts up, and the stuck
-        timer starts again. Returns the observation and info at the respawn point."""
+        progress and air time are kept and ``respawns`` in ``info`` counts up. Returns the
+        observation and info at the respawn point."""
+        self._respawn_pending = False
         passed = self.track.checkpoints_passed(self._progress_m)
         air_time_s = self.car.state.air_time_s
         self.car.reset(s=self.track.checkpoints_m[passed - 1] if passed else 0.0)
         self.car.state.air_time_s = air_time_s
         self._respawns += 1
-        self._stuck_anchor_m, self._stuck_since = self._progress_m, self._steps
         if self.config.lidar:
             self._lidar[:] = self._scan()
         if self.renderer is not None:
             self._images[:] = self._render()
         return self._obs(), self._info(wall_contact=False)
+
+    def request_respawn(self) -> None:
+        """Respawn (:meth:`respawn`) at the start of the next step: what the stall wrapper
+        calls with ``env.on_stuck: respawn``."""
+        self._respawn_pending = True
 
     def _scan(self) -> np.ndarray:
         st = self.car.state
@@ -292,13 +269,14 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         return np.clip(out, 0.0, 255.0).astype(np.uint8)
 
     def _preview(self) -> np.ndarray:
-        """The next centerline points in the car's frame: ``(forward, right)`` / range."""
+        """The next centerline points in the car's frame: ``(forward, right)`` / range (the
+        game's preview, :mod:`tmrl2.envs.trackmania.env`, is computed the same way)."""
         st, cfg = self.car.state, self.config
         s = st.s + cfg.preview_spacing_m * np.arange(1, cfg.preview_points + 1)
         points = np.array([self.track.point_at(float(v)) for v in s])
         dx, dz = points[:, 0] - st.x, points[:, 1] - st.z
         c, sn = np.cos(st.heading), np.sin(st.heading)
-        local = np.stack([dx * c + dz * sn, -dx * sn + dz * c], axis=1) / cfg.lidar_range_m
+        local = np.stack([dx * c + dz * sn, -dx * sn + dz * c], axis=1) / cfg.preview_range_m
         return np.clip(local, -1.0, 1.0).astype(np.float32)
 
     def _obs(self) -> Obs:

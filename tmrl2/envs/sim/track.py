@@ -377,6 +377,23 @@ def known_tracks() -> list[str]:
     return sorted({*_TRACKS, *COURSES, *_bundled_files()})
 
 
+def check_track_name(name: str) -> None:
+    """Raise a one-line :class:`ValueError` naming the known tracks unless :func:`load_track`
+    accepts ``name`` (checked when a config loads, without building the track)."""
+    if name in _TRACKS or name in known_tracks():
+        return
+    if name.startswith(GENERATED_PREFIX) and name[len(GENERATED_PREFIX) :].isdigit():
+        return
+    if name.endswith(_TRACK_SUFFIXES):
+        if not Path(name).is_file():
+            raise ValueError(f"track file {name!r} does not exist")
+        return
+    raise ValueError(
+        f"unknown track {name!r}; known tracks: {', '.join(known_tracks())}; or "
+        f"'{GENERATED_PREFIX}<seed>', or the path of a .yaml/.json track file"
+    )
+
+
 def load_track(name: str) -> Track:
     """A track by name: a bundled track, ``gen:<seed>`` for a generated one, or the path of
     a track file (``.yaml``, ``.yml``, ``.json``; see ``sim/trackfile.py``)."""
@@ -384,6 +401,7 @@ def load_track(name: str) -> Track:
     from tmrl2.envs.sim.generator import generate_track
     from tmrl2.envs.sim.trackfile import load_track_file
 
+    check_track_name(name)
     if name in _TRACKS:
         return _TRACKS[name]()
     if name in COURSES:
@@ -391,13 +409,6 @@ def load_track(name: str) -> Track:
     files = _bundled_files()
     if name in files:
         return load_track_file(files[name])
-    if name.startswith(GENERATED_PREFIX) and name[len(GENERATED_PREFIX) :].isdigit():
+    if name.startswith(GENERATED_PREFIX):
         return generate_track(int(name[len(GENERATED_PREFIX) :]))
-    if name.endswith(_TRACK_SUFFIXES):
-        if not Path(name).is_file():
-            raise ValueError(f"track file {name!r} does not exist")
-        return load_track_file(name)
-    raise ValueError(
-        f"unknown track {name!r}; known tracks: {', '.join(known_tracks())}; or "
-        f"'{GENERATED_PREFIX}<seed>', or the path of a .yaml/.json track file"
-    )
+    return load_track_file(name)

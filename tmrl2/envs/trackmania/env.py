@@ -27,15 +27,13 @@ from pydantic import Field, model_validator
 
 from tmrl2.bridge import protocol as p
 from tmrl2.bridge.errors import BridgeError, CommandFailed
-from tmrl2.config.base import ComponentConfig
+from tmrl2.envs.observation import TelemetryEnvConfig, action_space, observation_space
 from tmrl2.envs.realtime import StepResult, make_realtime_env
 from tmrl2.envs.sim.env import SPEED_REF_MS, Obs
 from tmrl2.envs.trackmania.capture import Capture, make_capture, to_observation
 from tmrl2.envs.trackmania.client import DEFAULT_PORT, BridgeClient
 from tmrl2.envs.trackmania.controls import Controls, make_controls
 from tmrl2.envs.trackmania.lidar import ImageLidar
-from tmrl2.rewards.base import Reward
-from tmrl2.rewards.progress import ProgressReward
 from tmrl2.rewards.reference import ReferenceLine
 
 log = logging.getLogger(__name__)
@@ -43,8 +41,14 @@ log = logging.getLogger(__name__)
 _SURFACE_NAMES = {int(s): s.name.lower() for s in p.Surface}
 
 
-class TrackManiaConfig(ComponentConfig):
-    """TrackMania 2020 through the EVO RL OpenPlanet plugin (docs/trackmania_env.md)."""
+class TrackManiaConfig(TelemetryEnvConfig):
+    """TrackMania 2020 through the EVO RL OpenPlanet plugin (docs/trackmania.md).
+
+    The observation keys (``lidar*``, ``image*``, ``action_history``, ``preview*``) and the
+    episode knobs (``time_step_ms``, ``max_episode_steps``, ``stuck_*``, ``on_stuck``) are the
+    simulator's (:class:`~tmrl2.envs.observation.TelemetryEnvConfig`); stall detection needs
+    a reference line.
+    """
 
     kind: str = "trackmania"
     """Registry name of this env."""
@@ -58,8 +62,6 @@ class TrackManiaConfig(ComponentConfig):
     """A STATE must arrive within this time, or the game is reported silent."""
     clock: Literal["realtime", "lockstep"] = "realtime"
     """``realtime`` (the game; rtgym) or ``lockstep`` (``tmrl2 sim serve --lockstep`` only)."""
-    time_step_ms: int = Field(default=50, ge=10)
-    """Time per env step (20 Hz, like tmrl); a multiple of 10 ms in lockstep."""
     capture_lead_ms: float = Field(default=10.0, ge=0)
     """Real time: start capturing the observation this long before the step ends."""
     control: Literal["auto", "sim", "gamepad", "uinput", "keyboard"] = "auto"
@@ -71,39 +73,15 @@ class TrackManiaConfig(ComponentConfig):
     """Title of the game window to capture."""
     capture_crop: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     """Part of the window kept: fractions left, top, right, bottom."""
-    lidar: bool = True
-    """A ``lidar`` observation computed from the captured image."""
-    lidar_beams: int = Field(default=19, ge=1)
-    """Rays from straight left to straight right."""
-    lidar_history: int = Field(default=1, ge=1)
-    """LIDAR frames in the observation, oldest first."""
     lidar_road_gray: tuple[int, int] = (100, 170)
     """Grey levels that count as road; a ray stops at the first other pixel."""
     lidar_origin_row: float = Field(default=0.95, ge=0, le=1)
     """Height of the rays' origin in the image (fraction from the top)."""
     lidar_image_size: tuple[int, int] = (64, 64)
     """Width, height of the grey image LIDAR is computed on."""
-    image: bool = False
-    """An ``image`` observation (frame history)."""
-    image_width: int = Field(default=64, ge=8)
-    """Image width in pixels."""
-    image_height: int = Field(default=64, ge=8)
-    """Image height in pixels."""
-    image_history: int = Field(default=4, ge=1)
-    """Images in the observation, oldest first."""
-    image_color: bool = False
-    """RGB images instead of grey."""
-    action_history: int = Field(default=2, ge=1)
-    """Previous actions in the observation, newest last."""
     reference: str = "track"
     """Progress is measured along: ``track`` (the centerline the server sends with GET_TRACK:
     the simulator), the path of a ``.npy`` N x 3 recorded lap, or ``""`` for none."""
-    preview_points: int = Field(default=0, ge=0)
-    """A ``preview`` observation of this many reference points ahead (needs a reference)."""
-    preview_spacing_m: float = Field(default=10.0, gt=0)
-    """Arc length between the preview points."""
-    preview_range_m: float = Field(default=100.0, gt=0)
-    """Preview coordinates are divided by this and clipped to [-1, 1]."""
     maps: list[str] = []
     """Maps to cycle through, one per episode, with LOAD_MAP (empty: stay on the open map)."""
     references: list[str] = []
@@ -111,22 +89,20 @@ class TrackManiaConfig(ComponentConfig):
     progress is measured along its own line (overrides ``reference``)."""
 
     @model_validator(mode="after")
-    def _one_reference_per_map(self) -> TrackManiaConfig:
+    def _consistent(self) -> TrackManiaConfig:
         if self.references and len(self.references) != len(self.maps):
             raise ValueError(
                 f"env.references has {len(self.references)} entries for {len(self.maps)} maps: "
                 "give one recorded lap per map, in the same order"
             )
+        if self.time_step_ms < 10 or (self.clock == "lockstep" and self.time_step_ms % 10):
+            raise ValueError(
+                "env.time_step_ms must be at least 10 ms, and a multiple of 10 ms with clock "
+                "lockstep"
+            )
+        if self.preview_points and not self.reference and not self.references:
+            raise ValueError("env.preview_points needs env.reference (a line to preview)")
         return self
-    max_episode_steps: int = Field(default=2400, gt=0)
-    """Truncate the episode after this many steps."""
-    stuck_steps: int = Field(default=100, gt=0)
-    """An episode whose progress has not grown by ``stuck_progress_m`` for this many steps
-    is stuck (needs a reference line)."""
-    stuck_progress_m: float = Field(default=1.0, gt=0)
-    """Progress that counts as moving on."""
-    on_stuck: Literal["restart", "respawn"] = "restart"
-    """``restart``: truncate the episode; ``respawn``: back to the last checkpoint, go on."""
 
     @property
     def realtime(self) -> bool:
@@ -137,25 +113,10 @@ class TrackManiaConfig(ComponentConfig):
 class TrackManiaWorld:
     """The game seen through the bridge: connect, act, observe, manage episodes."""
 
-    def __init__(self, config: TrackManiaConfig, reward: Reward | None = None) -> None:
+    def __init__(self, config: TrackManiaConfig) -> None:
         self.config = cfg = config
-        self.reward = reward if reward is not None else ProgressReward()
-        if cfg.clock == "lockstep" and cfg.time_step_ms % 10:
-            raise ValueError("env.time_step_ms must be a multiple of 10 ms with clock lockstep")
-        parts: dict[str, spaces.Space[Any]] = {}
-        if cfg.lidar:
-            parts["lidar"] = spaces.Box(0.0, 1.0, (cfg.lidar_history, cfg.lidar_beams), np.float32)
-        parts["speed"] = spaces.Box(0.0, 1.0, (1,), np.float32)
-        parts["prev_actions"] = spaces.Box(-1.0, 1.0, (cfg.action_history, 3), np.float32)
-        if cfg.image:
-            shape: tuple[int, ...] = (cfg.image_history, cfg.image_height, cfg.image_width)
-            parts["image"] = spaces.Box(0, 255, shape + ((3,) if cfg.image_color else ()), np.uint8)
-        if cfg.preview_points:
-            if not cfg.reference:
-                raise ValueError("env.preview_points needs env.reference (a line to preview)")
-            parts["preview"] = spaces.Box(-1.0, 1.0, (cfg.preview_points, 2), np.float32)
-        self.observation_space = spaces.Dict(parts)
-        self.action_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+        self.observation_space = observation_space(cfg)
+        self.action_space = action_space()
         self.client = BridgeClient(cfg.host, cfg.port, cfg.connect_timeout_s, cfg.step_timeout_s)
         self.controls: Controls | None = None
         self.grabber: Capture | None = None
@@ -168,16 +129,15 @@ class TrackManiaWorld:
         )
         lidar_shape = (cfg.lidar_history, cfg.lidar_beams) if cfg.lidar else (0,)
         self._lidar_hist: np.ndarray = np.zeros(lidar_shape, np.float32)
-        self._images: np.ndarray = np.zeros(
-            parts["image"].shape or (0,) if cfg.image else (0,), np.uint8
-        )
+        image_shape = self.observation_space["image"].shape if cfg.image else None
+        self._images: np.ndarray = np.zeros(image_shape or (0,), np.uint8)
         self._actions = np.zeros((cfg.action_history, 3), np.float32)
         self._state: p.State | None = None
         self._episode = 0
         self._steps = 0
         self._progress_m = 0.0
-        self._stuck_anchor_m, self._stuck_since = 0.0, 0
         self._finished = False
+        self._respawn_pending = False
 
     # ----------------------------------------------------------------- connection
     def _connect(self) -> None:
@@ -248,13 +208,11 @@ class TrackManiaWorld:
         if self.line is not None:
             self.line.reset(state.pos)
         self._progress_m = self.line.progress_m if self.line is not None else 0.0
-        self._stuck_anchor_m, self._stuck_since = self._progress_m, 0
+        self._respawn_pending = False
         self._actions[:] = 0.0
         self._state = state
         self._observe_pixels(fill=True)
-        info = self._info(state)
-        self.reward.reset(info)
-        return self._obs(), info
+        return self._obs(), self._info(state)
 
     def _command(self, what: str) -> None:
         """RESTART or RESPAWN through the plugin; where the plugin cannot (no rules script in
@@ -282,6 +240,9 @@ class TrackManiaWorld:
         """The observation of the step just run (``capture`` in the real-time protocol)."""
         cfg = self.config
         assert self._state is not None
+        if self._respawn_pending:
+            self._respawn_pending = False
+            self._command("respawn")
         if cfg.clock == "lockstep":
             state = self.client.step(cfg.time_step_ms // 10)
         else:
@@ -300,15 +261,12 @@ class TrackManiaWorld:
         if finished and not self._finished:
             info["lap_time_s"] = state.race_time_ms / 1000.0
         self._finished = self._finished or finished
-        if self._progress_m > self._stuck_anchor_m + cfg.stuck_progress_m:
-            self._stuck_anchor_m, self._stuck_since = self._progress_m, self._steps
-        stuck = self.line is not None and self._steps - self._stuck_since >= cfg.stuck_steps
-        if stuck and cfg.on_stuck == "respawn":
-            self._command("respawn")
-            self._stuck_since = self._steps
-            stuck = False
-        truncated = not finished and (stuck or self._steps >= cfg.max_episode_steps)
-        return self._obs(), float(self.reward(info)), bool(finished), bool(truncated), info
+        truncated = not finished and self._steps >= cfg.max_episode_steps
+        return self._obs(), 0.0, bool(finished), bool(truncated), info
+
+    def request_respawn(self) -> None:
+        """RESPAWN at the start of the next capture (on the thread that drives the bridge)."""
+        self._respawn_pending = True
 
     def close(self) -> None:
         if self.controls is not None:
@@ -412,21 +370,24 @@ class _RealTimeAdapter:
     def capture(self) -> StepResult:
         return self.world.capture_step()
 
+    def request_respawn(self) -> None:
+        self.world.request_respawn()
+
     def close(self) -> None:
         self.world.close()
 
 
 class TrackManiaEnv(gym.Env[Obs, np.ndarray]):
-    """The env the registry builds for ``env.kind: trackmania``."""
+    """The env the registry builds for ``env.kind: trackmania``. It reports telemetry and
+    returns reward 0: ``build_env`` adds the reward and stall detection, as for the simulator."""
 
     Config = TrackManiaConfig
+    reports_telemetry = True
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(
-        self, config: TrackManiaConfig | None = None, reward: Reward | None = None
-    ) -> None:
+    def __init__(self, config: TrackManiaConfig | None = None) -> None:
         self.config = config or TrackManiaConfig()
-        self.world = TrackManiaWorld(self.config, reward)
+        self.world = TrackManiaWorld(self.config)
         self.observation_space = self.world.observation_space  # type: ignore[assignment]
         self.action_space = self.world.action_space  # type: ignore[assignment]
         self._rt: gym.Env[Obs, np.ndarray] | None = None
@@ -456,6 +417,10 @@ class TrackManiaEnv(gym.Env[Obs, np.ndarray]):
             return obs, float(reward), terminated, truncated, info
         self.world.send(action)
         return self.world.capture_step()
+
+    def request_respawn(self) -> None:
+        """Back to the last checkpoint at the next step (``env.on_stuck: respawn``)."""
+        self.world.request_respawn()
 
     def close(self) -> None:
         if self._rt is not None:
