@@ -192,7 +192,7 @@ def test_no_progress_truncation_waits_for_the_grace_period() -> None:
 
 def test_recorded_reference_gives_the_same_progress_as_the_centerline(tmp_path: Path) -> None:
     from tmrl2.envs.sim.autopilot import Autopilot
-    from tmrl2.rewards.record import record_sim_reference
+    from tmrl2.envs.sim.record import record_sim_reference
 
     ref = tmp_path / "default.npy"
     assert record_sim_reference(ref) > 100
