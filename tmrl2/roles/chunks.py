@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 
 from tmrl2.memory.batch import chunk_key, chunk_spec, obs_parts
-from tmrl2.memory.compact import FrameTable
+from tmrl2.memory.compact import FRAMES, NEXT_INDEX, OBS_INDEX, FrameTable
 
 
 def image_keys(obs_space: gym.Space[Any]) -> list[str]:
@@ -94,3 +94,29 @@ class ChunkBuilder:
             chunk.update(table.take(part))
         self.count = 0
         return chunk
+
+
+Spec = dict[str, tuple[tuple[int, ...], np.dtype]]
+"""Per-row shape and dtype of every array of a chunk, by name."""
+
+
+def wire_spec(obs_space: gym.Space[Any], action_space: gym.spaces.Box, compact: bool) -> Spec:
+    """What a chunk of this run carries on the wire: :func:`chunk_spec`, with each image
+    history in the compact layout (when ``compact``) as ``frames/<key>`` (per-frame shape; its
+    first dimension is the frame count, free) and ``obs_index/<key>``/``next_index/<key>``
+    (``(history,)`` int32 per row). The trainer sends it in its ``hello`` (the server checks
+    chunks against it) and checks every chunk against it again at ingestion."""
+    spec = chunk_spec(obs_space, action_space)
+    parts = obs_parts(obs_space)
+    for key in image_keys(obs_space) if compact else []:
+        box = parts[key]
+        del spec[chunk_key("obs", key, obs_space)], spec[chunk_key("next_obs", key, obs_space)]
+        spec[FRAMES + key] = (tuple(box.shape[1:]), np.dtype(box.dtype))
+        spec[OBS_INDEX + key] = ((int(box.shape[0]),), np.dtype(np.int32))
+        spec[NEXT_INDEX + key] = ((int(box.shape[0]),), np.dtype(np.int32))
+    return spec
+
+
+def spec_meta(spec: Spec) -> dict[str, list[Any]]:
+    """The spec as plain data for a ``hello``: ``{name: [dtype_str, [dims...]]}``."""
+    return {name: [dtype.str, list(shape)] for name, (shape, dtype) in spec.items()}

@@ -6,28 +6,53 @@ consumes them, so experience never piles up unbounded in the trainer. Updates ar
 over-fitting a small memory); weights go out every ``publish_every_updates`` updates, or
 every ``publish_every_s`` seconds when that is set and the weights changed since (a slow
 learner, e.g. big images on a CPU, still refreshes its workers' policy on time).
+
+Lifecycle: the trainer tells the workers its ``state`` (session, updates, samples, ready,
+weights version) right after connecting, when ``ready`` flips, and every
+:data:`STATE_PERIOD_S`; workers pace themselves on it (:mod:`tmrl2.roles.pacing`), so a
+resumed trainer never deadlocks them. Credit, state and weights go through an
+:class:`~tmrl2.roles.outbox.Outbox` (never blocking): a server outage of any length costs
+nothing but the data that did not come. Counters continue from the checkpoint, and weight
+versions continue above both the checkpoint's and the server's (``welcome``).
+
+Construction (:func:`build_trainer`: env spaces, components, the socket) is apart from
+behaviour (:class:`Trainer`, given its collaborators), so tests run it in one process with
+fakes (``tests/unit/rolekit.py``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tmrl2.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from tmrl2.checkpoint import CHECKPOINT_NAME, DiskFullError, load_checkpoint, save_checkpoint
 from tmrl2.config.load import dump_config
 from tmrl2.config.schema import Config
+from tmrl2.contracts import ActorCritic, ClientTransport, Learner, ReplayMemory
 from tmrl2.envs.factory import build_env
-from tmrl2.memory.compact import expand_chunk
 from tmrl2.memory.recorder import TrajectoryWriter, load_into
 from tmrl2.net.codec import Message
-from tmrl2.net.transport import ClientSocket
-from tmrl2.roles.common import NeverStop, StopFlag, connect, set_torch_threads
+from tmrl2.roles.chunks import Spec, spec_meta, wire_spec
+from tmrl2.roles.common import (
+    DEFAULT_SEND_TIMEOUT_MS,
+    Connector,
+    NeverStop,
+    StopFlag,
+    connector,
+    new_session,
+    set_torch_threads,
+)
 from tmrl2.roles.components import build_algorithm, build_memory, build_model
+from tmrl2.roles.ingest import Accepted, Ingest
+from tmrl2.roles.outbox import Outbox
+from tmrl2.roles.pacing import Clock, TrainerState, WaitLog
 from tmrl2.telemetry.progress import ProgressReporter, RateMeter
 
 log = logging.getLogger(__name__)
@@ -39,38 +64,61 @@ MEMORY_DIR = "memory"
 
 UPDATE_BURST_S = 0.05
 """Longest stretch of updates between two looks at the socket."""
+STATE_PERIOD_S = 0.5
+"""The trainer's ``state`` goes out at most this often (and at once when ``ready`` flips)."""
+DISK_FULL_LOG_S = 60.0
+"""A full disk is logged at most this often (the trainer retries every checkpoint period)."""
 
 
 class Trainer:
-    """Memory + algorithm + one connection to the server."""
+    """Memory + learner + one connection to the server."""
 
     def __init__(
         self,
         config: Config,
-        address: str,
+        *,
+        memory: ReplayMemory,
+        learner: Learner,
+        model: ActorCritic,
+        spec: Spec,
+        connect: Connector,
+        address: str = "",
         run_dir: Path | None = None,
         stop: StopFlag | None = None,
         resume: bool = False,
         live: bool = True,
+        clock: Clock = time.monotonic,
+        on_report: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        """Args:
+        config: the run's config (reads ``trainer``, ``run``, ``algorithm.batch_size``).
+        memory, learner, model: the components (:func:`build_trainer` builds them).
+        spec: every array of a chunk of this run (:func:`~tmrl2.roles.chunks.wire_spec`).
+        connect: connects with a hello carrying the given extra meta; returns the transport
+            and the ``welcome`` meta.
+        address: the server's address, for log lines.
+        run_dir: where checkpoints, metrics and the summary go (None: nowhere).
+        stop: set it to end the run (the trainer saves and says bye).
+        resume: restore the checkpoint of ``run_dir`` first.
+        live: show the live progress line.
+        clock: ``time.monotonic`` or a test's fake clock (waits, periods).
+        on_report: called with the metrics at every report (the launcher watches stalls).
+        """
         self.config = config
         self.cfg = config.trainer
+        self.memory, self.algo, self.model = memory, learner, model
+        self.spec = spec
+        self._connect = connect
         self.address = address
         self.run_dir = run_dir
         self.stop = stop or NeverStop()
-        set_torch_threads(self.cfg.torch_threads)
-        torch.manual_seed(config.run.seed)
-        self.device = torch.device(self.cfg.device)
-        # the spaces come from an env instance: cheap for the simulator; a game env will need
-        # its spaces without a game running on the trainer's machine (the bridge issue)
-        env = build_env(config)
-        obs_space, action_space = env.observation_space, env.action_space
-        env.close()
-        self.model = build_model(config, obs_space, action_space)
-        self.algo = build_algorithm(config, self.model, self.device)
-        self.memory = build_memory(config, obs_space, action_space, self.device)
+        self.clock = clock
+        self.on_report = on_report
+        self.session = new_session()
         self.batch_size = int(getattr(config.algorithm, "batch_size", 256))
-        self._feed_priorities = bool(getattr(self.memory, "wants_priorities", False))
+        self.ingest = Ingest(spec, clock)
+        self.outbox = Outbox(address, clock)
+        self.client: ClientTransport | None = None
         for path in self.cfg.preload:
             rows = load_into(self.memory, path)
             log.info("preloaded %d transitions from %s", rows, path)
@@ -91,67 +139,105 @@ class Trainer:
         self.last_episode: dict[str, Any] | None = None
         self.last_losses: dict[str, float] = {}
         self.elapsed_before_s = 0.0
-        self._start = time.monotonic()
+        self._start = self._last_report = self._last_ckpt = clock()
+        self._last_publish = (0, clock())
+        self._last_state_t = -float("inf")
+        self._ready = False
+        self._latest_weights: Message | None = None
+        self._no_samples = WaitLog("trainer waiting for samples", clock)
+        self._disk_full_logged = -float("inf")
         if resume and run_dir is not None and (run_dir / CHECKPOINT_NAME).is_file():
             self._restore(run_dir / CHECKPOINT_NAME)
         self.reporter = ProgressReporter(run_dir / "metrics.jsonl" if run_dir else None, live=live)
         self._sample_rate, self._update_rate = RateMeter(), RateMeter()
-        log.info(
-            "replay memory: %s bytes per transition",
-            getattr(self.memory, "bytes_per_transition", "?"),
-        )
+        log.info("replay memory: %s bytes per transition", self.memory.bytes_per_transition)
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> dict[str, Any]:
         """Train until the stop flag, ``run.steps`` or ``run.minutes``; return the summary."""
-        client = connect(self.config, self.address, "trainer", "trainer", self.stop)
-        self._start = time.monotonic()
-        last_report = last_ckpt = self._start
-        last_publish_updates = self.counters["updates"]
-        last_publish_t = time.monotonic()
-        client.send(Message("credit", {"n": self.cfg.credit}, {}))
-        if self.counters["updates"]:
-            self._publish(client)
+        self.start()
         try:
-            while not self._done():
-                consumed = self._drain(client, timeout_ms=0 if self._can_update() else 10)
-                if consumed:
-                    client.send(Message("credit", {"n": consumed}, {}))
-                self._update_burst()
-                updates, now = self.counters["updates"], time.monotonic()
-                if self._publish_due(updates - last_publish_updates, now - last_publish_t):
-                    self._publish(client)
-                    last_publish_updates, last_publish_t = updates, now
-                if now - last_report >= self.config.run.log_every_s:
-                    self.reporter.report(self.metrics())
-                    last_report = now
-                if now - last_ckpt >= self.cfg.checkpoint_every_s:
-                    self.save()
-                    last_ckpt = now
+            while not self.done():
+                self.step()
         finally:
+            self.finish()
+        return self.metrics()
+
+    def start(self) -> None:
+        """Connect; grant credit, tell the state, re-publish restored weights."""
+        hello = {
+            "spec": spec_meta(self.spec),
+            "weights_version": self.counters["weights_version"],
+        }
+        self.client, welcome = self._connect(self.session, hello)
+        self._on_welcome(welcome)
+        self._start = self._last_report = self._last_ckpt = self.clock()
+        self._last_publish = (self.counters["updates"], self._start)
+        if self.counters["updates"]:
+            self._publish()
+        self.outbox.flush(self.client)
+
+    def step(self) -> None:
+        """One pass: take chunks, update for a while, publish, report, checkpoint."""
+        assert self.client is not None
+        can_update = self._can_update()
+        consumed = self._drain(timeout_ms=0 if can_update else 10)
+        self.outbox.owe_credit(consumed)
+        if consumed or can_update:
+            self._no_samples.done()
+        else:
+            self._no_samples.waiting(self._why_no_samples)
+        self._update_burst()
+        updates, now = self.counters["updates"], self.clock()
+        last_updates, last_t = self._last_publish
+        if self._publish_due(updates - last_updates, now - last_t):
+            self._publish()
+            self._last_publish = (updates, now)
+        ready = len(self.memory) >= max(self.cfg.start_samples, 1)
+        if ready != self._ready or now - self._last_state_t >= STATE_PERIOD_S:
+            self._ready = ready
+            self._put_state(now)
+        self.outbox.flush(self.client)
+        if now - self._last_report >= self.config.run.log_every_s:
+            self.report()
+            self._last_report = now
+        if now - self._last_ckpt >= self.cfg.checkpoint_every_s:
             self.save()
-            self._publish(client)
-            client.send(Message("bye", {}, {}))
-            client.close()
+            self._last_ckpt = now
+
+    def finish(self) -> None:
+        """Save, publish the last weights, say bye (none of it may block)."""
+        try:
+            self.save()
+            if self.client is not None:
+                self._publish()
+                self.outbox.flush(self.client)
+                self.client.try_send(Message("bye", {}, {}))
+                self.client.close()
+        finally:
             if self.recorder is not None:
                 self.recorder.close()  # drains the queue: a clean stop loses no episode
             self.reporter.report(self.metrics())
             self.reporter.close()
-        summary = self.metrics()
         if self.run_dir:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        return summary
+            (self.run_dir / "summary.json").write_text(json.dumps(self.metrics(), indent=2))
 
-    def _done(self) -> bool:
+    def done(self) -> bool:
         run = self.config.run
         if self.stop.is_set():
             return True
         if run.steps and self.counters["samples"] >= run.steps:
             return True
-        return bool(run.minutes and time.monotonic() - self._start >= run.minutes * 60)
+        return bool(run.minutes and self.clock() - self._start >= run.minutes * 60)
+
+    def report(self) -> None:
+        metrics = self.metrics()
+        self.reporter.report(metrics)
+        if self.on_report is not None:
+            self.on_report(metrics)
 
     def _elapsed(self) -> float:
-        return self.elapsed_before_s + time.monotonic() - self._start
+        return self.elapsed_before_s + self.clock() - self._start
 
     def _can_update(self) -> bool:
         c = self.counters
@@ -160,47 +246,77 @@ class Trainer:
             and c["updates"] < self.cfg.max_updates_per_sample * c["samples"]
         )
 
-    def _drain(self, client: ClientSocket, timeout_ms: int) -> int:
+    def _why_no_samples(self) -> str:
+        rejoins = self.client.rejoins if self.client is not None else 0
+        return (
+            f"no chunk from the server at {self.address} (memory {len(self.memory)}/"
+            f"{self.cfg.start_samples} transitions, {self.counters['samples']} samples, "
+            f"{self.counters['updates']} updates, server restarts seen: {rejoins}): are "
+            "workers running and connected to this server?"
+        )
+
+    def _drain(self, timeout_ms: int) -> int:
+        assert self.client is not None
         consumed = 0
-        msg = client.recv(timeout_ms=timeout_ms)
+        msg = self.client.recv(timeout_ms=timeout_ms)
         while msg is not None:
             if msg.kind == "chunk":
                 self._ingest(msg)
                 consumed += 1
-            elif msg.kind == "welcome":  # rejoined a restarted server: credit starts over
-                client.send(Message("credit", {"n": self.cfg.credit}, {}))
-                log.warning("rejoined the server; re-sent credit")
-            msg = client.recv(timeout_ms=0)
+            elif msg.kind == "welcome":  # rejoined a restarted server: it knows nothing
+                self._on_welcome(dict(msg.meta))
+                log.warning("rejoined the server; re-sent credit, state and weights")
+            msg = self.client.recv(timeout_ms=0)
         return consumed
 
+    def _on_welcome(self, welcome: dict[str, Any]) -> None:
+        """A (new) server session: credit starts over, it needs the state and the weights,
+        and version numbers continue above any it saw."""
+        seen = welcome.get("weights_version", 0)
+        if isinstance(seen, int) and not isinstance(seen, bool):
+            self.counters["weights_version"] = max(self.counters["weights_version"], seen)
+        self.outbox.reset_credit(self.cfg.credit)
+        self._put_state(self.clock())
+        if self._latest_weights is not None:
+            self.outbox.put_weights(self._latest_weights)
+
     def _ingest(self, msg: Message) -> None:
-        arrays = expand_chunk(msg.arrays)  # image histories may arrive once per frame
-        self.memory.append(arrays)
+        chunk = self.ingest.take(msg.meta, msg.arrays)
+        if chunk is None:
+            return
+        try:
+            self.memory.append(chunk.arrays)
+        except (ValueError, TypeError) as exc:  # never fatal: the spec check should see it first
+            self.ingest.rejected_chunks += 1
+            log.warning("replay memory refused a chunk of %r: %s", chunk.worker, exc)
+            return
+        self._count(chunk)
+
+    def _count(self, chunk: Accepted) -> None:
         if self.recorder is not None:
-            worker = str(msg.meta.get("worker", ""))
-            source = self._sources.setdefault(worker, len(self._sources))
-            self.recorder.append(arrays, source)
-        self.counters["samples"] += int(msg.meta["n"])
-        self.counters["chunks"] += 1
-        self.counters["worker_policy_version"] = max(
-            self.counters["worker_policy_version"], int(msg.meta.get("policy_version", 0))
-        )
-        for episode in msg.meta.get("episodes", []):
-            self.counters["episodes"] += 1
+            source = self._sources.setdefault(chunk.worker, len(self._sources))
+            self.recorder.append(chunk.arrays, source)
+        c = self.counters
+        c["samples"] += chunk.n
+        c["chunks"] += 1
+        c["worker_policy_version"] = max(c["worker_policy_version"], chunk.policy_version)
+        for episode in chunk.episodes:
+            c["episodes"] += 1
             self.last_episode = episode
             lap = episode.get("lap_time_s")
             if episode.get("finished") and lap is not None:
-                self.counters["finishes"] += 1
+                c["finishes"] += 1
                 if self.best_lap_s is None or lap < self.best_lap_s:
                     self.best_lap_s = float(lap)
 
     def _update_burst(self) -> None:
         deadline = time.monotonic() + UPDATE_BURST_S
+        feed = self.memory.wants_priorities
         while self._can_update() and time.monotonic() < deadline:
             batch = self.memory.sample(self.batch_size)
             self.last_losses = self.algo.update(batch)
-            td_error = getattr(self.algo, "last_td_error", None)
-            if self._feed_priorities and td_error is not None:
+            td_error = self.algo.last_td_error
+            if feed and td_error is not None:
                 self.memory.update_priorities(batch.indices, td_error)
             self.counters["updates"] += 1
 
@@ -214,10 +330,27 @@ class Trainer:
         every_s = self.cfg.publish_every_s
         return every_s > 0 and since_s >= every_s
 
-    def _publish(self, client: ClientSocket) -> None:
+    def _publish(self) -> None:
+        """New weights replace any still pending (coalesced, never queued)."""
         self.counters["weights_version"] += 1
-        meta = {"version": self.counters["weights_version"], "updates": self.counters["updates"]}
-        client.send(Message("weights", meta, self.algo.actor_weights()))
+        meta = {
+            "version": self.counters["weights_version"],
+            "updates": self.counters["updates"],
+            "session": self.session,
+        }
+        self._latest_weights = Message("weights", meta, self.algo.actor_weights())
+        self.outbox.put_weights(self._latest_weights)
+
+    def _put_state(self, now: float) -> None:
+        self._last_state_t = now
+        state = TrainerState(
+            session=self.session,
+            updates=self.counters["updates"],
+            samples=self.counters["samples"],
+            ready=len(self.memory) >= max(self.cfg.start_samples, 1),
+            weights_version=self.counters["weights_version"],
+        )
+        self.outbox.put_state(state.meta())
 
     # ------------------------------------------------------------------ state
     def metrics(self) -> dict[str, Any]:
@@ -225,6 +358,7 @@ class Trainer:
         last = self.last_episode or {}
         return {
             **c,
+            **self.ingest.counters(),
             "elapsed_s": round(self._elapsed(), 2),
             "samples_per_s": self._sample_rate.rate(c["samples"]),
             "updates_per_s": self._update_rate.rate(c["updates"]),
@@ -237,7 +371,8 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Write the checkpoint atomically (no-op without a run folder)."""
+        """Write the checkpoint atomically (no-op without a run folder). A full disk is
+        logged (once a minute) and training goes on: the next period retries."""
         if self.run_dir is None:
             return
         payload = {
@@ -248,9 +383,26 @@ class Trainer:
             "elapsed_s": self._elapsed(),
             "config": dump_config(self.config),
         }
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
-        if self.cfg.save_memory and hasattr(self.memory, "save"):
-            self.memory.save(self.run_dir / MEMORY_DIR)
+        try:
+            save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
+            if self.cfg.save_memory:
+                self.memory.save(self.run_dir / MEMORY_DIR)
+        except DiskFullError as exc:
+            self._disk_full(str(exc))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._disk_full(f"{exc.filename or self.run_dir}: {exc.strerror}")
+
+    def _disk_full(self, detail: str) -> None:
+        now = self.clock()
+        if now - self._disk_full_logged >= DISK_FULL_LOG_S:
+            self._disk_full_logged = now
+            log.error(
+                "disk full: checkpoint not written (%s); training continues, retrying every "
+                "checkpoint period",
+                detail,
+            )
 
     def _restore(self, path: Path) -> None:
         payload = load_checkpoint(path)
@@ -264,12 +416,59 @@ class Trainer:
         log.info("resumed from %s at %d updates", path, self.counters["updates"])
 
 
+def build_trainer(
+    config: Config,
+    address: str,
+    run_dir: Path | None = None,
+    stop: StopFlag | None = None,
+    resume: bool = False,
+    *,
+    run_token: str | None = None,
+    live: bool = True,
+    send_timeout_ms: int = DEFAULT_SEND_TIMEOUT_MS,
+    on_report: Callable[[dict[str, Any]], None] | None = None,
+) -> Trainer:
+    """The trainer role wired for real: env spaces, components, a ZeroMQ connection."""
+    set_torch_threads(config.trainer.torch_threads)
+    torch.manual_seed(config.run.seed)
+    device = torch.device(config.trainer.device)
+    # the spaces come from an env instance: cheap for the simulator; a game env will need
+    # its spaces without a game running on the trainer's machine (the bridge issue)
+    env = build_env(config)
+    obs_space, action_space = env.observation_space, env.action_space
+    env.close()
+    model = build_model(config, obs_space, action_space)
+    learner = build_algorithm(config, model, device)
+    memory = build_memory(config, obs_space, action_space, device)
+    stop = stop or NeverStop()
+    return Trainer(
+        config,
+        memory=memory,
+        learner=learner,
+        model=model,
+        spec=wire_spec(obs_space, action_space, config.worker.compact_frames),  # type: ignore[arg-type]
+        connect=connector(config, address, "trainer", "trainer", stop, run_token, send_timeout_ms),
+        address=address,
+        run_dir=run_dir,
+        stop=stop,
+        resume=resume,
+        live=live,
+        on_report=on_report,
+    )
+
+
 def run_trainer(
     config: Config,
     address: str,
     run_dir: Path | None = None,
     stop: StopFlag | None = None,
     resume: bool = False,
+    *,
+    run_token: str | None = None,
+    on_report: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Entry point of the trainer role (process target and CLI)."""
-    return Trainer(config, address, run_dir, stop, resume).run()
+    trainer = build_trainer(
+        config, address, run_dir, stop, resume, run_token=run_token, on_report=on_report
+    )
+    return trainer.run()

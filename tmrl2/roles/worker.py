@@ -2,115 +2,192 @@
 
 It never waits for an episode end to take new weights: weights that arrived are swapped in
 at the next step boundary, and the worker keeps acting with the older policy meanwhile.
-In fast mode it paces itself against the trainer's update count (``max_steps_per_update``).
+In fast mode it paces itself against the trainer's ``state`` (:mod:`tmrl2.roles.pacing`) and
+waits for the server's chunk credit; every such wait says, after 30 s, what it waits for.
+Chunks are numbered per process session (``session``, ``seq``, ``sent``) so the trainer can
+count what was lost on the way. Nothing here blocks on the socket: chunks and the final bye
+go out with ``try_send``; a chunk the socket cannot take is dropped and shows up as lost.
+
+Construction (:func:`build_worker`: env, actor, socket) is apart from behaviour
+(:class:`Worker`, given its collaborators; :meth:`Worker.step` is one pass of its loop), so
+tests drive workers and a trainer in one process with fakes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from torch import nn
 
 from tmrl2.algos.policy import actor_act, load_actor_weights
 from tmrl2.config.schema import Config
+from tmrl2.contracts import ClientTransport
 from tmrl2.envs.factory import build_env
 from tmrl2.net.codec import Message
-from tmrl2.net.transport import ClientSocket
 from tmrl2.roles.chunks import ChunkBuilder
-from tmrl2.roles.common import NeverStop, StopFlag, connect, set_torch_threads
+from tmrl2.roles.common import (
+    DEFAULT_SEND_TIMEOUT_MS,
+    Connector,
+    NeverStop,
+    StopFlag,
+    connector,
+    new_session,
+    set_torch_threads,
+)
 from tmrl2.roles.components import build_model
+from tmrl2.roles.pacing import Clock, Pacer, TrainerState, WaitLog
 
 log = logging.getLogger(__name__)
+
+WAIT_POLL_MS = 20
+"""How long one pass of a wait looks at the socket."""
+DROP_LOG_S = 10.0
+"""Dropped chunks (send queue full) are logged at most this often."""
 
 
 class Worker:
     """One env, one CPU policy, one connection to the server."""
 
     def __init__(
-        self, config: Config, address: str, stop: StopFlag | None = None, index: int = 0
+        self,
+        config: Config,
+        *,
+        env: gym.Env[Any, Any],
+        actor: nn.Module,
+        connect: Connector,
+        name: str,
+        seed: int,
+        stop: StopFlag | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         """Args:
-        config: the run's config (the worker reads ``worker``, ``env``, ``reward``, ``model``).
-        address: the server, ``tcp://host:port``.
+        config: the run's config (reads ``worker``, ``env.realtime``).
+        env: this worker's env (it closes it at the end).
+        actor: the policy module, on the CPU.
+        connect: connects with a hello carrying the given extra meta (see
+            :data:`~tmrl2.roles.common.Connector`).
+        name: the name reported to the server (unique among the run's workers).
+        seed: seed of the env and of the random warm-up actions.
         stop: set it to stop the worker at the next step.
-        index: rank of this worker among a local run's workers (seeds and name differ).
+        clock: ``time.monotonic`` or a test's fake clock.
         """
         self.config = config
-        self.name = config.worker.name if index == 0 else f"{config.worker.name}-{index}"
-        self.seed = config.run.seed + 1000 * index
         self.cfg = config.worker
+        self.name = name
+        self.seed = seed
         self.stop = stop or NeverStop()
-        set_torch_threads(self.cfg.torch_threads)
-        self.env = build_env(config)
-        self.actor = build_model(config, self.env.observation_space, self.env.action_space).actor
+        self.env, self.actor = env, actor
         self.actor.eval()
-        assert isinstance(self.env.action_space, gym.spaces.Box), "actions must be a Box"
+        assert isinstance(env.action_space, gym.spaces.Box), "actions must be a Box"
         self.chunk = ChunkBuilder(
-            self.env.observation_space,
-            self.env.action_space,
+            env.observation_space,
+            env.action_space,
             self.cfg.chunk_steps,
             compact=self.cfg.compact_frames,
         )
-        self.env.action_space.seed(self.seed + 1)
-        self.address = address
-        self.client: ClientSocket | None = None
+        env.action_space.seed(seed + 1)
+        self._connect = connect
+        self.clock = clock
+        self.session = new_session()
+        self.client: ClientTransport | None = None
         self.policy_version = 0
-        self.trainer_updates = 0
         self.steps = 0
-        self._episodes: list[dict[str, Any]] = []
+        self.seq = 0
+        self.sent = 0
+        """Transitions this session has sent (chunk meta ``sent``)."""
+        self.dropped = 0
+        """Chunks the socket could not take (send queue full: server away)."""
         self._realtime = bool(getattr(config.env, "realtime", False))
+        self.pacer = Pacer(self.cfg.max_steps_per_update, self.cfg.chunk_steps, self._realtime)
+        self._credit_wait = WaitLog(f"worker {name} waiting for chunk credit", clock)
+        self._pace_wait = WaitLog(f"worker {name} waiting for the trainer", clock)
+        self._last_drop_log = -math.inf
+        self._episodes: list[dict[str, Any]] = []
+        self._obs: Any = None
+        self._episode: tuple[float, int, dict[str, float]] = (0.0, 0, {})  # return, steps, terms
 
     def run(self) -> None:
         """Act and stream until the stop flag is set."""
-        self.client = connect(self.config, self.address, "worker", self.name, self.stop)
+        self.start()
         try:
-            self._loop()
+            while not self.stop.is_set():
+                self.step()
         finally:
-            self.client.send(Message("bye", {}, {}))
-            self.client.close()
+            self.finish()
+
+    def start(self) -> None:
+        self.client, _ = self._connect(self.session, {"weights_version": self.policy_version})
+        self._obs, _ = self.env.reset(seed=self.seed)
+
+    def finish(self) -> None:
+        try:
+            if self.client is not None:
+                self.client.try_send(Message("bye", {}, {}))
+                self.client.close()
+        finally:
             self.env.close()
 
-    def _loop(self) -> None:
-        obs, info = self.env.reset(seed=self.seed)
-        ep_return, ep_steps = 0.0, 0
-        ep_terms: dict[str, float] = {}
-        while not self.stop.is_set():
-            self._poll(timeout_ms=0)
-            if self._must_wait():
-                if self.chunk.count:  # the trainer may be waiting for exactly these samples
-                    self._send_chunk()
-                self._poll(timeout_ms=20)
-                continue
-            action = self._act(obs)
-            next_obs, reward, terminated, truncated, info = self.env.step(action)
-            self.chunk.add(obs, action, float(reward), terminated, truncated, next_obs)
-            self.steps += 1
-            ep_return += float(reward)
-            ep_steps += 1
-            for name, value in info.get("reward_terms", {}).items():
-                ep_terms[name] = ep_terms.get(name, 0.0) + value
-            obs = next_obs
-            if terminated or truncated:
-                self._episodes.append(_episode_record(ep_return, ep_steps, info, ep_terms))
-                obs, info = self.env.reset()
-                ep_return, ep_steps, ep_terms = 0.0, 0, {}
-            if self.chunk.full:
-                self._send_chunk_when_allowed()
+    def step(self, wait_ms: int = WAIT_POLL_MS) -> bool:
+        """One pass of the loop: an env step, or one look at the socket while waiting (for
+        credit or for the trainer). True when the env stepped."""
+        self._poll(timeout_ms=0)
+        if self.chunk.full:
+            if not self._may_send():
+                self._credit_wait.waiting(self._why_no_credit)
+                self._poll(timeout_ms=wait_ms)
+                return False
+            self._credit_wait.done()
+            self._send_chunk()
+        if self.pacer.must_wait(self.steps):
+            if self.chunk.count and self._may_send():  # the trainer may need exactly these
+                self._send_chunk()
+            self._pace_wait.waiting(lambda: self.pacer.describe(self.steps))
+            self._poll(timeout_ms=wait_ms)
+            return False
+        self._pace_wait.done()
+        self._env_step()
+        return True
+
+    def _env_step(self) -> None:
+        obs = self._obs
+        action = self._act(obs)
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        self.chunk.add(obs, action, float(reward), terminated, truncated, next_obs)
+        self.steps += 1
+        ep_return, ep_steps, ep_terms = self._episode
+        ep_return += float(reward)
+        for name, value in info.get("reward_terms", {}).items():
+            ep_terms[name] = ep_terms.get(name, 0.0) + value
+        self._episode = (ep_return, ep_steps + 1, ep_terms)
+        self._obs = next_obs
+        if terminated or truncated:
+            self._episodes.append(_episode_record(ep_return, ep_steps + 1, info, ep_terms))
+            self._obs, _ = self.env.reset()
+            self._episode = (0.0, 0, {})
 
     def _act(self, obs: Any) -> np.ndarray:
         if self.policy_version == 0 and self.steps < self.cfg.random_steps:
             return np.asarray(self.env.action_space.sample(), dtype=np.float32)
         return actor_act(self.actor, obs, deterministic=False)
 
-    def _must_wait(self) -> bool:
-        ratio = self.cfg.max_steps_per_update
-        if self._realtime or ratio <= 0:
-            return False
-        budget = max(self.cfg.random_steps, self.config.trainer.start_samples)
-        return self.steps >= budget + ratio * self.trainer_updates
+    def _may_send(self) -> bool:
+        """Real time never stalls the env (the server accounts for excess); fast mode waits
+        for the server's chunk credit (backpressure)."""
+        assert self.client is not None
+        return self._realtime or self.client.can_send_chunk()
+
+    def _why_no_credit(self) -> str:
+        assert self.client is not None
+        return (
+            f"the server gave back no chunk credit (credit {self.client.chunk_credit}, "
+            f"server restarts seen: {self.client.rejoins}): the trainer takes no data, or the "
+            "server is away or stalled"
+        )
 
     def _poll(self, timeout_ms: int) -> None:
         assert self.client is not None
@@ -119,30 +196,42 @@ class Worker:
             if msg.kind == "weights":
                 load_actor_weights(self.actor, msg.arrays)
                 self.policy_version = int(msg.meta["version"])
-                self.trainer_updates = int(msg.meta.get("updates", 0))
+                session = msg.meta.get("session")
+                self.pacer.on_updates(
+                    session if isinstance(session, str) else None, int(msg.meta.get("updates", 0))
+                )
+            elif msg.kind == "state":
+                state = TrainerState.from_meta(msg.meta)
+                if state is not None:
+                    self.pacer.on_state(state, self.steps)
             msg = self.client.recv(timeout_ms=0)
-
-    def _send_chunk_when_allowed(self) -> None:
-        """Fast mode waits for the server's chunk credit (backpressure: the worker slows down
-        rather than the server queue overflowing); real time never stalls the env, so it
-        sends and the server accounts for it."""
-        assert self.client is not None
-        while not self._realtime and not self.client.can_send_chunk() and not self.stop.is_set():
-            self._poll(timeout_ms=20)
-        self._send_chunk()
 
     def _send_chunk(self) -> None:
         assert self.client is not None
         arrays = self.chunk.take()
         n = int(arrays["reward"].shape[0])
+        self.seq += 1
+        self.sent += n
         meta = {
             "worker": self.name,
             "policy_version": self.policy_version,
             "n": n,
             "episodes": self._episodes,
+            "session": self.session,
+            "seq": self.seq,
+            "sent": self.sent,
         }
-        self.client.send(Message("chunk", meta, arrays))
         self._episodes = []
+        if not self.client.try_send(Message("chunk", meta, arrays)):
+            self.dropped += 1
+            now = self.clock()
+            if now - self._last_drop_log >= DROP_LOG_S:
+                self._last_drop_log = now
+                log.warning(
+                    "worker %s: send queue full (server away?): dropped %d chunk(s) so far",
+                    self.name,
+                    self.dropped,
+                )
 
 
 def _episode_record(
@@ -159,10 +248,52 @@ def _episode_record(
     }
 
 
-def run_worker(config: Config, address: str, stop: StopFlag | None = None, index: int = 0) -> None:
+def worker_name(config: Config, index: int) -> str:
+    """The name of a local run's worker ``index`` (``-<index>`` appended after the first)."""
+    return config.worker.name if index == 0 else f"{config.worker.name}-{index}"
+
+
+def build_worker(
+    config: Config,
+    address: str,
+    stop: StopFlag | None = None,
+    index: int = 0,
+    *,
+    run_token: str | None = None,
+    send_timeout_ms: int = DEFAULT_SEND_TIMEOUT_MS,
+) -> Worker:
+    """The worker role wired for real: env, actor, a ZeroMQ connection.
+
+    Args:
+        index: rank of this worker among a local run's workers (seeds and name differ).
+    """
+    set_torch_threads(config.worker.torch_threads)
+    env = build_env(config)
+    actor = build_model(config, env.observation_space, env.action_space).actor
+    name = worker_name(config, index)
+    stop = stop or NeverStop()
+    return Worker(
+        config,
+        env=env,
+        actor=actor,
+        connect=connector(config, address, "worker", name, stop, run_token, send_timeout_ms),
+        name=name,
+        seed=config.run.seed + 1000 * index,
+        stop=stop,
+    )
+
+
+def run_worker(
+    config: Config,
+    address: str,
+    stop: StopFlag | None = None,
+    index: int = 0,
+    *,
+    run_token: str | None = None,
+) -> None:
     """Entry point of the worker role (process target and CLI)."""
     start = time.monotonic()
-    worker = Worker(config, address, stop, index)
+    worker = build_worker(config, address, stop, index, run_token=run_token)
     worker.run()
     log.info(
         "worker %s stopped after %d steps in %.0f s",
