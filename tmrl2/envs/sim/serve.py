@@ -9,16 +9,27 @@ physics *tick* is 10 ms, the game's 100 Hz. Two clocks:
 - lockstep (``--lockstep``): physics advances only on STEP; the STATE of the last tick is sent,
   then the RESULT.
 
-One client at a time, as the plugin serves one worker: a second connection gets
-``RESULT(0, FAILED, "busy ...")`` instead of HELLO and is closed. A client that breaks the
-framing is disconnected (counted); a bad payload of a known type is dropped (counted) and the
-connection goes on. After a disconnect the server listens again.
+One client at a time, as the plugin serves one worker: a connection that arrives while a
+client is served gets ``RESULT(0, FAILED, "busy ...")`` instead of HELLO and is closed.
+
+Hostile or broken clients never stop the server or block others:
+
+- every connection does its handshake on its own thread with a deadline for the whole
+  handshake (``handshake_timeout_s``), so a client that sends one byte every few seconds holds
+  nobody up; the first client to finish it is served, later ones are refused as busy;
+- a client that breaks the framing is disconnected (counted); a bad payload of a known type is
+  dropped (counted) and the connection goes on; a command that fails (a malformed track file
+  in LOAD_MAP, or a bug) is answered with an error RESULT and the connection goes on;
+- a client that stops reading is disconnected after ``SEND_TIMEOUT_S``;
+- warnings are rate-limited: at most one per kind every 10 s, with the count held back.
+
+After a disconnect the server takes the next client.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import selectors
 import socket
 import threading
 import time
@@ -27,30 +38,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from tmrl2.bridge import protocol as p
-from tmrl2.bridge.errors import ProtocolError
 from tmrl2.envs.sim.env import SimEnv, SimEnvConfig
 from tmrl2.envs.sim.render import Camera, Renderer
-from tmrl2.envs.sim.track import load_track
+from tmrl2.envs.sim.serve_session import (
+    HANDSHAKE_TIMEOUT_S,
+    TICK_MS,
+    Session,
+    WarnLimiter,
+    result_text,
+)
 
 log = logging.getLogger(__name__)
 
-TICK_MS = 10
-"""Physics tick of the game (100 Hz)."""
 DEFAULT_PORT = 9400
-SERVER_VERSION = "tmrl2-sim/1"
-CAPS = (
-    p.Caps.RESPAWN
-    | p.Caps.RESTART
-    | p.Caps.LOAD_MAP
-    | p.Caps.TRACK_INFO
-    | p.Caps.SET_INPUT
-    | p.Caps.STEP
-    | p.Caps.IMAGE
-    | p.Caps.CHECKPOINTS
-)
-HANDSHAKE_TIMEOUT_S = 5.0
+MAX_HANDSHAKES = 16
+"""Connections in their handshake at once; more are refused as busy."""
+BUSY_GRACE_S = 1.0
+"""A connection that arrives while a client is served waits this long for it to end (a
+worker reconnecting after a drop may be faster than the server noticing the drop) before it is
+refused as busy."""
 _SURFACE_IDS = {"road": p.Surface.ROAD, "dirt": p.Surface.DIRT, "grass": p.Surface.GRASS}
 _MAX_STEP_TICKS = 100_000
 
@@ -67,12 +76,18 @@ class ServeOptions:
     """FRAME width, height."""
     color: bool = False
     seed: int = 0
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
+    """Deadline for a connection's whole handshake."""
 
 
 @dataclass
 class Counters:
     clients: int = 0
     refused_busy: int = 0
+    handshake_timeouts: int = 0
+    """Connections that did not finish their handshake within the deadline."""
+    failed_commands: int = 0
+    """Commands that raised (answered with an error RESULT, connection kept)."""
     malformed: int = 0
     """Payloads of known types that failed to decode (dropped, connection kept)."""
     broken_streams: int = 0
@@ -103,10 +118,19 @@ class SimServer:
     """Serves one simulated car over protocol v1. ``serve_forever`` until ``stop()``."""
 
     def __init__(self, options: ServeOptions | None = None) -> None:
+        """Raises ValueError for bad options or a track that cannot be loaded, OSError when
+        the address cannot be bound."""
         self.options = options or ServeOptions()
         if self.options.fps <= 0 or self.options.fps > 1000 / TICK_MS:
             raise ValueError(f"fps must be in (0, 100], got {self.options.fps}")
+        if self.options.handshake_timeout_s <= 0:
+            raise ValueError("handshake_timeout_s must be > 0")
         self.counters = Counters()
+        self.warnings = WarnLimiter(log)
+        self._lock = threading.Lock()
+        self._slot_free = threading.Condition(self._lock)
+        self._active: Session | None = None
+        self._threads: set[threading.Thread] = set()
         self.stream_every = 1
         self.frame_every = 0
         self.heartbeat_ms = 500
@@ -121,12 +145,23 @@ class SimServer:
 
     # ----------------------------------------------------------------- simulation
     def _load(self, track_name: str) -> None:
-        cfg = SimEnvConfig(
-            track=track_name, time_step_ms=TICK_MS, max_episode_steps=10**9, stuck_steps=10**9
-        )
-        self.env = SimEnv(cfg)
+        """Build the env of ``track_name``, then switch to it (the old map stays on failure).
+
+        Raises ValueError (with the reason) for any track that cannot be loaded."""
+        try:
+            cfg = SimEnvConfig(
+                track=track_name, time_step_ms=TICK_MS, max_episode_steps=10**9, stuck_steps=10**9
+            )
+            env = SimEnv(cfg)
+        except (yaml.YAMLError, json.JSONDecodeError, KeyError, TypeError, OSError) as exc:
+            reason = " ".join(str(exc).split())
+            raise ValueError(f"cannot load track {track_name!r}: {reason}") from None
+        except ValueError as exc:  # pydantic's ValidationError included: one line
+            reason = " ".join(str(exc).split())
+            raise ValueError(f"cannot load track {track_name!r}: {reason}") from None
         w, h = self.options.image_size
-        self.renderer = Renderer(self.env.track, w, h, self.options.color, Camera())
+        self.renderer = Renderer(env.track, w, h, self.options.color, Camera())
+        self.env = env
         is_file = track_name.endswith((".yaml", ".yml", ".json"))
         self._track_name = Path(track_name).stem if is_file else track_name
 
@@ -233,9 +268,15 @@ class SimServer:
     # ----------------------------------------------------------------- serving
     def stop(self) -> None:
         self._stop.set()
+        with self._slot_free:
+            self._slot_free.notify_all()
+
+    def warn(self, kind: str, msg: str, *args: object) -> None:
+        """A rate-limited warning (see :class:`WarnLimiter`)."""
+        self.warnings.warn(kind, msg, *args)
 
     def serve_forever(self) -> None:
-        """Accept clients one after the other until :meth:`stop`."""
+        """Accept clients until :meth:`stop`; each connection is handled on its own thread."""
         mode = "lockstep" if self.options.lockstep else f"real time at {self.options.fps:g} fps"
         log.info(
             "sim server on %s:%d (%s), track %s",
@@ -250,28 +291,77 @@ class SimServer:
                     conn, addr = self._listener.accept()
                 except TimeoutError:
                     continue
-                self.counters.clients += 1
-                log.info("client %s:%d connected", *addr[:2])
-                try:
-                    _Session(self, conn).run()
-                except OSError as exc:
-                    log.info("client %s:%d dropped: %s", *addr[:2], exc)
-                finally:
-                    conn.close()
-                log.info("client %s:%d gone; listening again", *addr[:2])
+                self._admit(conn, addr)
         finally:
             self._listener.close()
+            for thread in list(self._threads):
+                thread.join(2.0)
 
-    def refuse_busy(self) -> None:
-        """Answer queued connections while a client is being served."""
-        try:
-            conn, _ = self._listener.accept()
-        except (TimeoutError, BlockingIOError):
+    def _admit(self, conn: socket.socket, addr: Any) -> None:
+        with self._lock:
+            full = len(self._threads) >= MAX_HANDSHAKES
+        if full:
+            self._refuse(conn)
             return
+        thread = threading.Thread(
+            target=self._client, args=(conn, addr), name="sim-serve-client", daemon=True
+        )
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _client(self, conn: socket.socket, addr: Any) -> None:
+        """One connection: handshake (with its deadline), then served if nobody else is.
+
+        Nothing is shared until the handshake is done, so a slow handshake holds nobody up."""
+        where = "{}:{}".format(*addr[:2])
+        try:
+            if not self._wait_for_slot(BUSY_GRACE_S):
+                self._refuse(conn)
+                return
+            session = Session(self, conn, where)
+            if not session.handshake():
+                return
+            with self._lock:
+                claimed = self._active is None
+                if claimed:
+                    self._active = session
+            if not claimed:  # another handshake finished first
+                self._refuse(conn)
+                return
+            self.counters.clients += 1
+            log.info("client %s connected", where)
+            try:
+                session.run()
+            finally:
+                with self._slot_free:
+                    self._active = None
+                    self._slot_free.notify_all()
+            log.info("client %s gone; listening again", where)
+        except OSError as exc:
+            log.info("client %s dropped: %s", where, exc)
+        finally:
+            conn.close()
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _wait_for_slot(self, timeout_s: float) -> bool:
+        """Wait until no client is served (or the server stops); False after ``timeout_s``."""
+        with self._slot_free:
+            return self._slot_free.wait_for(
+                lambda: self._active is None or self._stop.is_set(), timeout_s
+            )
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """Tell a connection that another client is served, and close it."""
         self.counters.refused_busy += 1
+        msg = "busy: another client is connected to this simulator; one worker per server"
         with conn:
-            msg = "busy: another client is connected to this simulator; one worker per server"
-            conn.sendall(p.encode(p.Result(0, p.Status.FAILED, msg)))
+            try:
+                conn.settimeout(1.0)
+                conn.sendall(p.encode(p.Result(0, p.Status.FAILED, msg)))
+            except OSError:
+                pass
 
     # ----------------------------------------------------------------- commands
     def handle(self, msg: p.Message) -> list[p.Message]:
@@ -325,11 +415,11 @@ class SimServer:
     def _load_map(self, msg: p.LoadMap) -> list[p.Message]:
         race = self._race
         try:
-            load_track(msg.path)  # validate before unloading the current map
-        except (ValueError, OSError) as exc:
-            return [p.Result(msg.req_id, p.Status.BAD_ARGS, f"cannot load {msg.path!r}: {exc}")]
+            self._load(msg.path)  # the current map stays when this fails
+        except ValueError as exc:
+            self.warn("load_map", "LOAD_MAP refused: %s", exc)
+            return [p.Result(msg.req_id, p.Status.BAD_ARGS, result_text(str(exc)))]
         race.events.append(p.Event(p.EventKind.MAP_UNLOADED, race.episode, 0))
-        self._load(msg.path)
         race.events.append(p.Event(p.EventKind.MAP_LOADED, race.episode, 0, 0, self._track_name))
         self._spawn(new_episode=True)
         done = p.Result(msg.req_id, p.Status.OK, self._track_name)
@@ -376,131 +466,6 @@ class SimServer:
         """Run ``ticks`` physics ticks with the current inputs."""
         for _ in range(ticks):
             self._tick()
-
-
-class _Session:
-    """One connected client: handshake, then the clock loop."""
-
-    def __init__(self, server: SimServer, conn: socket.socket) -> None:
-        self.server, self.conn = server, conn
-        self.reader = p.FrameReader()
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.closing = False
-
-    def send(self, messages: list[p.Message]) -> None:
-        if messages:
-            self.conn.sendall(b"".join(p.encode(m) for m in messages))
-
-    def run(self) -> None:
-        if not self._handshake():
-            return
-        server = self.server
-        sel = selectors.DefaultSelector()
-        sel.register(self.conn, selectors.EVENT_READ, "client")
-        sel.register(server._listener, selectors.EVENT_READ, "listener")
-        frame_s = 1.0 / server.options.fps
-        ticks_per_frame = (1000 / TICK_MS) / server.options.fps
-        start = time.perf_counter()
-        frames_done = 0
-        ticks_owed = 0.0
-        self.send(server.frame_messages(force=True))  # the state right after the handshake
-        try:
-            while not server._stop.is_set() and not self.closing:
-                if server.options.lockstep:
-                    timeout = 0.1
-                else:
-                    timeout = max(start + (frames_done + 1) * frame_s - time.perf_counter(), 0)
-                for key, _ in sel.select(timeout):
-                    if key.data == "listener":
-                        server.refuse_busy()
-                    elif not self._read():
-                        return
-                if server.options.lockstep:
-                    continue
-                due = int((time.perf_counter() - start) / frame_s)
-                if due - frames_done > 100:  # fell far behind (e.g. suspended): skip ahead
-                    frames_done = due - 1
-                while frames_done < due:
-                    frames_done += 1
-                    ticks_owed += ticks_per_frame
-                    ticks = int(ticks_owed)
-                    ticks_owed -= ticks
-                    server.advance(ticks)
-                    self.send(server.frame_messages(frame_index=frames_done))
-        finally:
-            sel.close()
-
-    def _handshake(self) -> bool:
-        server = self.server
-        self.send([p.Hello(int(CAPS), SERVER_VERSION, "simulator")])
-        self.conn.settimeout(HANDSHAKE_TIMEOUT_S)
-        frames: list[tuple[int, bytes]] = []
-        try:
-            while not frames:
-                data = self.conn.recv(65536)
-                if not data:
-                    return False
-                frames = self.reader.feed(data)
-        except (TimeoutError, ProtocolError) as exc:
-            log.warning("handshake failed: %s", exc)
-            server.counters.broken_streams += 1
-            return False
-        finally:
-            self.conn.settimeout(None)
-        msg_type, payload = frames[0]
-        try:
-            ack = p.decode(msg_type, payload)
-        except ProtocolError as exc:
-            ack = None
-            log.warning("bad HELLO_ACK: %s", exc)
-        if not isinstance(ack, p.HelloAck):
-            server.counters.malformed += 1
-            self.send([p.Result(0, p.Status.VERSION, "expected HELLO_ACK first")])
-            return False
-        if ack.major != p.MAJOR:
-            msg = (
-                f"protocol v{ack.major}.{ack.minor} is not supported: this simulator speaks "
-                f"v{p.MAJOR}.{p.MINOR}"
-            )
-            log.warning("client refused: %s", msg)
-            self.send([p.Result(0, p.Status.VERSION, msg)])
-            return False
-        for msg_type, payload in frames[1:]:
-            self._dispatch(msg_type, payload)
-        return True
-
-    def _read(self) -> bool:
-        """Read and handle what the client sent; False when the connection is over."""
-        try:
-            data = self.conn.recv(65536)
-        except ConnectionError:
-            return False
-        if not data:
-            return False
-        try:
-            frames = self.reader.feed(data)
-        except ProtocolError as exc:
-            self.server.counters.broken_streams += 1
-            log.warning("client disconnected: %s", exc)
-            return False
-        for msg_type, payload in frames:
-            self._dispatch(msg_type, payload)
-        return not self.closing
-
-    def _dispatch(self, msg_type: int, payload: bytes) -> None:
-        counters = self.server.counters
-        try:
-            msg = p.decode(msg_type, payload)
-        except ProtocolError as exc:
-            counters.malformed += 1
-            log.warning("dropped a malformed message: %s", exc)
-            return
-        if isinstance(msg, p.Unknown) or not isinstance(msg, p.COMMANDS):
-            counters.unknown += 1
-            return
-        self.send(self.server.handle(msg))
-        if isinstance(msg, p.Bye):
-            self.closing = True
 
 
 def _clip(v: float, lo: float, hi: float) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -62,11 +63,15 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     )
     try:
         server = SimServer(options)
-    except ValueError as exc:
-        print(f"tmrl2 sim serve: {exc}")
+    except ValueError as exc:  # bad options or a track that cannot be loaded: one line
+        print(f"tmrl2 sim serve: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"tmrl2 sim serve: cannot listen on {args.host}:{args.port}: {exc}")
+        print(
+            f"tmrl2 sim serve: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}): "
+            "is another simulator running there? Pick another --port, or --port 0 for a free one",
+            file=sys.stderr,
+        )
         return 2
     print(f"simulator serving protocol v1 on {args.host}:{server.port} (Ctrl-C to stop)")
     try:
