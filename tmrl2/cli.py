@@ -150,6 +150,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _run_failure(summary: dict[str, Any]) -> str | None:
     """Why a finished ``tmrl2 train`` run counts as failed (exit code 1), or None."""
+    if summary.get("failure"):  # the launcher stopped the run early (e.g. a stall)
+        return str(summary["failure"])
     codes = summary.get("exit_codes") or {}
     failed = {name: code for name, code in codes.items() if code != 0}
     if failed:
@@ -246,7 +248,7 @@ def _cmd_record_reference(args: argparse.Namespace) -> int:
         with BridgeClient(host or "127.0.0.1", int(port)) as client:
             count = record_game_reference(client, args.out)
     else:
-        from tmrl2.rewards.record import record_sim_reference
+        from tmrl2.envs.sim.record import record_sim_reference
 
         try:
             count = record_sim_reference(args.out, args.track)

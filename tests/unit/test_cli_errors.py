@@ -97,6 +97,10 @@ def test_resume_from_a_corrupt_checkpoint_is_one_line_before_any_role_starts(
         ({"samples": 0, "exit_codes": {"server": 0, "trainer": 0, "worker-0": 0}}, "no sample"),
         ({"samples": None, "exit_codes": {}}, "no sample"),
         ({"samples": 500, "exit_codes": {"trainer": 1, "worker-0": 0}}, "trainer (exit code 1)"),
+        (
+            {"samples": 10, "exit_codes": {"trainer": 0}, "failure": "no new sample for 60 s"},
+            "no new sample for 60 s",
+        ),
     ],
 )
 def test_train_exits_non_zero_when_no_sample_arrived_or_a_role_failed(
