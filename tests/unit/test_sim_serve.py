@@ -232,7 +232,7 @@ def test_record_a_reference_lap_through_the_bridge(lockstep: SimServer, tmp_path
     client = BridgeClient(port=lockstep.port)
     client.connect()
     pilot = Autopilot(lockstep.env.track)
-    restarted = []
+    restarted: list[bool] = []
 
     def drive() -> None:  # the "human" driver: restart once, then the autopilot's inputs
         if not restarted:
