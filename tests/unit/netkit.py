@@ -1,14 +1,17 @@
-"""Helpers shared by the network tests: a server running in a thread, and small chunks."""
+"""Helpers shared by the network tests: a server running in a thread, small chunks, and an
+in-memory server transport."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
-from tmrl2.net.codec import Message
+from tmrl2.net.codec import Message, decode, encode
+from tmrl2.net.transport import SendResult
 from tmrl2.roles.server import Server
 
 
@@ -42,3 +45,47 @@ def box_chunk(
     }
     meta = {"worker": worker, "policy_version": 0, "n": n, "episodes": []}
     return Message("chunk", meta, arrays)
+
+
+class FakeServerTransport:
+    """In-memory :class:`~tmrl2.net.transport.ServerTransport`: messages pushed with
+    :meth:`push` are received in order; sends are decoded and recorded in :attr:`sent`;
+    :attr:`results` scripts the outcome of sends to given identities (default SENT);
+    :attr:`keys` gives each identity's Curve public key (as ZAP's User-Id would)."""
+
+    port = 1
+
+    def __init__(self) -> None:
+        self.incoming: list[tuple[bytes, list[Any]]] = []
+        self.sent: list[tuple[bytes, Message]] = []
+        self.results: dict[bytes, SendResult] = {}
+        self.keys: dict[bytes, str] = {}
+        self._key_of_frames: dict[int, str] = {}
+
+    def push(self, identity: bytes, msg: Message) -> None:
+        frames = [bytes(frame) for frame in encode(msg)]
+        if identity in self.keys:
+            self._key_of_frames[id(frames[0])] = self.keys[identity]
+        self.incoming.append((identity, frames))
+
+    def send(self, identity: bytes, msg: Message) -> SendResult:
+        return self.send_frames(identity, encode(msg))
+
+    def send_frames(self, identity: bytes, frames: Sequence[Any]) -> SendResult:
+        result = self.results.get(identity, SendResult.SENT)
+        if result:
+            self.sent.append((identity, decode([bytes(frame) for frame in frames])))
+        return result
+
+    def recv(self, timeout_ms: int) -> tuple[bytes, list[Any]] | None:
+        return self.incoming.pop(0) if self.incoming else None
+
+    def peer_key(self, frames: Sequence[Any]) -> str | None:
+        return self._key_of_frames.get(id(frames[0])) if frames else None
+
+    def close(self) -> None:
+        pass
+
+    def to(self, identity: bytes, kind: str | None = None) -> list[Message]:
+        """Messages sent to ``identity`` (of ``kind``), in order; clears nothing."""
+        return [m for i, m in self.sent if i == identity and (kind is None or m.kind == kind)]

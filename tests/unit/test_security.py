@@ -35,27 +35,123 @@ def keys(tmp_path: Path) -> Path:
     generate_keys(authorized, "worker")
     (authorized / "worker.key_secret").rename(tmp_path / "worker.key_secret")
     generate_keys(tmp_path / "outsider", "intruder")
+    generate_keys(tmp_path / "trainers", "trainer")
+    (tmp_path / "trainers" / "trainer.key_secret").rename(tmp_path / "trainer.key_secret")
     return tmp_path
 
 
 @pytest.fixture
 def server(keys: Path) -> Iterator[Server]:
     config = ServerConfig(
-        port=0, secret_key=keys / "server.key_secret", authorized_keys=keys / "authorized"
+        port=0,
+        secret_key=keys / "server.key_secret",
+        authorized_keys=keys / "authorized",
+        trainer_keys=keys / "trainers",
     )
     server = Server(config)
     with running(server):
         yield server
 
 
-def hello_answered(server: Server, curve: ClientCurve | None, wait_ms: int = 1000) -> bool:
-    client = ClientSocket(f"tcp://127.0.0.1:{server.port}", identity="worker-w", curve=curve)
+def say_hello(
+    server: Server,
+    curve: ClientCurve | None,
+    wait_ms: int = 1000,
+    hello: Message = HELLO,
+    identity: str = "worker-w",
+) -> Message | None:
+    client = ClientSocket(f"tcp://127.0.0.1:{server.port}", identity=identity, curve=curve)
     try:
-        client.send(HELLO)
-        reply = client.recv(timeout_ms=wait_ms)
-        return reply is not None and reply.kind == "welcome"
+        client.send(hello)
+        return client.recv(timeout_ms=wait_ms)
     finally:
         client.close()
+
+
+def hello_answered(server: Server, curve: ClientCurve | None, wait_ms: int = 1000) -> bool:
+    reply = say_hello(server, curve, wait_ms)
+    return reply is not None and reply.kind == "welcome"
+
+
+TRAINER_HELLO = Message("hello", {"role": "trainer", "name": "t", "protocol": PROTOCOL_VERSION})
+
+
+def test_a_worker_key_may_not_act_as_the_trainer(server: Server, keys: Path) -> None:
+    worker = ClientCurve.from_files(keys / "worker.key_secret", keys / "server.key")
+    reply = say_hello(server, worker, 3000, TRAINER_HELLO, "trainer-t")
+    assert reply is not None and reply.kind == "refused" and reply.meta["code"] == "role"
+    assert "trainer_keys" in reply.meta["reason"]
+    assert not server.stats.trainer_connected
+
+
+def test_a_trainer_key_is_admitted_as_the_trainer_only(server: Server, keys: Path) -> None:
+    trainer = ClientCurve.from_files(keys / "trainer.key_secret", keys / "server.key")
+    reply = say_hello(server, trainer, 3000, TRAINER_HELLO, "trainer-t")
+    assert reply is not None and reply.kind == "welcome"
+    reply = say_hello(server, trainer, 3000)  # as a worker: not in authorized_keys
+    assert reply is not None and reply.kind == "refused" and reply.meta["code"] == "role"
+
+
+def test_a_connection_taking_a_registered_identity_with_another_key_loses_the_session(
+    server: Server, keys: Path
+) -> None:
+    address = f"tcp://127.0.0.1:{server.port}"
+    trainer_curve = ClientCurve.from_files(keys / "trainer.key_secret", keys / "server.key")
+    trainer = ClientSocket(address, identity="trainer-t", curve=trainer_curve)
+    worker_curve = ClientCurve.from_files(keys / "worker.key_secret", keys / "server.key")
+    try:
+        trainer.send(TRAINER_HELLO)
+        reply = trainer.recv(timeout_ms=3000)
+        assert reply is not None and reply.kind == "welcome"
+        trainer.close()
+        # a worker's key connects with the trainer's identity (ROUTER_HANDOVER gives it the
+        # routing id) and sends trainer messages without a hello
+        impostor = ClientSocket(address, identity="trainer-t", curve=worker_curve)
+        try:
+            impostor.send(Message("weights", {"version": 9, "updates": 0}, {}))
+            wait_until(lambda: server.stats.unregistered >= 1)
+            assert server.stats.weights_version == 0 and not server.stats.trainer_connected
+        finally:
+            impostor.close()
+    finally:
+        trainer.close()
+
+
+def test_client_sees_its_key_refused_and_says_what_to_do(server: Server, keys: Path) -> None:
+    intruder = ClientCurve.from_files(
+        keys / "outsider" / "intruder.key_secret", keys / "server.key"
+    )
+    client = ClientSocket(
+        f"tcp://127.0.0.1:{server.port}", identity="worker-x", curve=intruder, send_timeout_ms=200
+    )
+    try:
+        client.send(HELLO)
+        wait_until(lambda: client.auth_failed)
+        with pytest.raises(SecurityError, match="refused this machine's key") as info:
+            client.check_auth("keys/intruder.key")
+        assert "keys/intruder.key" in str(info.value) and "authorized_keys" in str(info.value)
+        with pytest.raises(SecurityError, match="refused this machine's key"):
+            for _ in range(200):  # the send queue fills: the auth failure is the reason
+                client.send(HELLO)
+    finally:
+        client.close()
+    good = ClientSocket(
+        f"tcp://127.0.0.1:{server.port}",
+        identity="worker-w",
+        curve=ClientCurve.from_files(keys / "worker.key_secret", keys / "server.key"),
+    )
+    try:
+        good.send(HELLO)
+        assert good.recv(timeout_ms=3000) is not None
+        assert not good.auth_failed
+        good.check_auth()
+    finally:
+        good.close()
+
+
+def test_trainer_keys_without_a_secret_key_is_an_error(keys: Path) -> None:
+    with pytest.raises(SecurityError, match="trainer_keys"):
+        Server(ServerConfig(port=0, trainer_keys=keys / "trainers"))
 
 
 def test_authorized_key_is_welcomed(server: Server, keys: Path) -> None:

@@ -405,7 +405,13 @@ class Server:
             return
         self._names[name] = identity
         self.stats.workers_connected += 1
-        peer.worker = self.stats.workers.setdefault(name, WorkerStats())
+        workers = self.stats.workers
+        if name not in workers and len(workers) >= self.config.max_peers:
+            now = time.monotonic()
+            prune_workers(
+                workers, self._names, now, self.config.peer_ttl_s, self.config.max_peers - 1
+            )
+        peer.worker = workers.setdefault(name, WorkerStats())
         peer.worker.last_seen_s = time.monotonic()
         peer.allowance = self.config.worker_credit
         theirs = meta.get("weights_version")
