@@ -104,6 +104,11 @@ class RunConfig(FrozenModel):
     """Period of the progress line and of the metrics written to ``metrics.jsonl``."""
     eval_episodes: int = Field(default=1, ge=0)
     """Deterministic evaluation episodes driven at the end of ``tmrl2 train`` (0 = none)."""
+    stall_timeout_s: float = Field(default=300.0, ge=0)
+    """``tmrl2 train`` stops the run (exit code 1, one line saying so) when no new sample has
+    reached the trainer for this long, counted from the start: workers stuck or cut off
+    should not hold a machine for hours with nothing to show (0 = never). Standalone roles
+    wait for each other as long as it takes."""
 
 
 class ClientConfig(FrozenModel):

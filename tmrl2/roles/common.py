@@ -97,10 +97,10 @@ def connect(
     """Connect to the server and complete the hello; raise on refusal or timeout.
 
     The hello carries the config hash (the server refuses a mismatch, naming both), the
-    process ``session``, the ``run_token`` (``tmrl2 train``'s roles refuse to join another
-    run's server) and ``extra``; CurveZMQ is on when the role's ``server_key`` and
-    ``secret_key`` are set; the socket re-sends the hello by itself when a restarted server
-    asks it to rejoin. Returns the client and the ``welcome`` meta.
+    process ``session``, the ``run_token`` (default: ``server.run_token``; a server with a
+    token refuses hellos of another run) and ``extra``; CurveZMQ is on when the role's
+    ``server_key`` and ``secret_key`` are set; the socket re-sends the hello by itself when a
+    restarted server asks it to rejoin. Returns the client and the ``welcome`` meta.
 
     Raises:
         ProtocolError: refused (one line saying why and what to do).
@@ -116,6 +116,8 @@ def connect(
         "session": session,
         **(extra or {}),
     }
+    if run_token is None:
+        run_token = config.server.run_token  # standalone roles: the config's, if any
     if run_token is not None:
         meta["run_token"] = run_token
     hello = Message("hello", meta, {})

@@ -12,21 +12,30 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing as mp
+import secrets
 import signal
 import socket
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tmrl2.config.load import config_hash, dump_config, load_config, save_config
-from tmrl2.config.schema import Config
+from tmrl2.config.schema import Config, ServerConfig
+from tmrl2.net.errors import NetError
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 log = logging.getLogger(__name__)
 
 GRACE_S = 15.0
 """How long roles get to stop by themselves before they are terminated."""
+SERVER_START_S = 60.0
+"""How long the server child gets to bind and report its port."""
+DEFAULT_PORT: int = ServerConfig.model_fields["port"].default
+"""``server.port``'s default: ``tmrl2 train`` binds any free port instead."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -89,12 +98,25 @@ def _child_setup(role: str) -> None:
     setup_logging(logging.WARNING, role)
 
 
-def _server_main(data: dict[str, Any], stop: Any) -> None:
+def _server_main(
+    data: dict[str, Any], stop: Any, report: Connection, port: int, token: str
+) -> None:
+    """Bind first, then tell the parent the port (or why not): nobody can take it between."""
     _child_setup("server")
     from tmrl2.roles.server import Server
 
-    config = load_config(data=data)
-    server = Server(config.server, config_hash=config_hash(config), run_config=data)
+    try:
+        config = load_config(data=data)
+        server_config = config.server.model_copy(update={"port": port})
+        server = Server(
+            server_config, config_hash=config_hash(config), run_config=data, run_token=token
+        )
+    except Exception as exc:  # reported to the parent, which says it in one line
+        report.send(("error", str(exc)))
+        report.close()
+        return
+    report.send(("port", server.port))
+    report.close()
     try:
         server.run(stop)
     finally:
@@ -102,62 +124,136 @@ def _server_main(data: dict[str, Any], stop: Any) -> None:
 
 
 def _trainer_main(
-    data: dict[str, Any], address: str, run_dir: str, stop: Any, resume: bool
+    data: dict[str, Any],
+    address: str,
+    run_dir: str,
+    stop: Any,
+    resume: bool,
+    token: str,
+    samples: Any,
 ) -> None:
     _child_setup("trainer")
     from tmrl2.roles.trainer import run_trainer
 
-    run_trainer(load_config(data=data), address, Path(run_dir), stop, resume)
+    def on_report(metrics: dict[str, Any]) -> None:
+        samples.value = int(metrics["samples"])
+
+    config = load_config(data=data)
+    run_trainer(config, address, Path(run_dir), stop, resume, run_token=token, on_report=on_report)
 
 
-def _worker_main(data: dict[str, Any], address: str, stop: Any, index: int) -> None:
+def _worker_main(data: dict[str, Any], address: str, stop: Any, index: int, token: str) -> None:
     _child_setup(f"worker-{index}")
     from tmrl2.roles.worker import run_worker
 
-    run_worker(load_config(data=data), address, stop, index)
+    run_worker(load_config(data=data), address, stop, index, run_token=token)
+
+
+class LaunchError(NetError):
+    """The local run could not start (its server could not bind): one line, exit code 2."""
+
+
+def bind_port(config: Config) -> int:
+    """The port ``tmrl2 train``'s server binds: ``server.port`` when the user chose one (any
+    value but 0 and the default :data:`DEFAULT_PORT`, which configs/sim_lidar.yaml ships),
+    else 0 (any free port: two runs started together never collide)."""
+    port = config.server.port
+    return 0 if port == DEFAULT_PORT else port
 
 
 class LocalRun:
     """A running local training: its processes, run folder and stop event."""
 
     def __init__(self, config: Config, run_dir: Path | None = None, resume: bool = False) -> None:
-        if config.server.port == 0 or not port_is_free(config.server.host, config.server.port):
-            port = free_port(config.server.host)
-            if config.server.port:
-                log.warning("port %d is busy; this run uses port %d", config.server.port, port)
-            server = config.server.model_copy(update={"port": port})
-            config = config.model_copy(update={"server": server})
         self.config = config
         self.run_dir = run_dir or new_run_dir(config)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.resume = resume
-        self.address = f"tcp://{config.server.host}:{config.server.port}"
+        self.run_token = secrets.token_hex(16)
+        """Given to every role of this run; the server refuses hellos without it."""
+        self.address = ""
+        self.failure: str | None = None
+        """Why :meth:`wait` stopped the run early (a stall), or None."""
         self._ctx = mp.get_context("spawn")
         self.stop_event = self._ctx.Event()
+        self.samples = self._ctx.Value("q", -1)
+        """The trainer's sample count at its latest report (-1: none yet)."""
         self.processes: dict[str, mp.process.BaseProcess] = {}
 
     def start(self) -> LocalRun:
+        """Start the server, wait until it is bound, then the trainer and the workers."""
         save_config(self.config, self.run_dir / "config.yaml")
-        data = dump_config(self.config)
         ctx, stop = self._ctx, self.stop_event
-        self.processes["server"] = ctx.Process(
-            target=_server_main, args=(data, stop), name="tmrl2-server"
-        )
+        port = self._start_server(dump_config(self.config))
+        server = self.config.server.model_copy(update={"port": port})
+        self.config = self.config.model_copy(update={"server": server})
+        self.address = f"tcp://{server.host}:{port}"
+        data = dump_config(self.config)
         self.processes["trainer"] = ctx.Process(
             target=_trainer_main,
-            args=(data, self.address, str(self.run_dir), stop, self.resume),
+            args=(
+                data,
+                self.address,
+                str(self.run_dir),
+                stop,
+                self.resume,
+                self.run_token,
+                self.samples,
+            ),
             name="tmrl2-trainer",
         )
         for i in range(self.config.worker.count):
             self.processes[f"worker-{i}"] = ctx.Process(
-                target=_worker_main, args=(data, self.address, stop, i), name=f"tmrl2-worker-{i}"
+                target=_worker_main,
+                args=(data, self.address, stop, i, self.run_token),
+                name=f"tmrl2-worker-{i}",
             )
-        for proc in self.processes.values():
-            proc.start()
+        for name, proc in self.processes.items():
+            if name != "server":
+                proc.start()
         return self
 
+    def _start_server(self, data: dict[str, Any]) -> int:
+        asked = bind_port(self.config)
+        receive, report = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(
+            target=_server_main,
+            args=(data, self.stop_event, report, asked, self.run_token),
+            name="tmrl2-server",
+        )
+        self.processes["server"] = proc
+        proc.start()
+        report.close()  # the child holds the sending end: EOF when it dies
+        deadline = time.monotonic() + SERVER_START_S
+        answer: tuple[str, Any] | None = None
+        while answer is None and time.monotonic() < deadline:
+            try:
+                if receive.poll(0.2):
+                    answer = receive.recv()
+            except EOFError:
+                break
+        receive.close()
+        if answer is not None and answer[0] == "port":
+            return int(answer[1])
+        self.stop()
+        host = self.config.server.host
+        if answer is None:
+            raise LaunchError(
+                f"the server did not start within {SERVER_START_S:.0f} s (exit code "
+                f"{proc.exitcode}); see the log above"
+            )
+        if asked:
+            raise LaunchError(
+                f"cannot start the server on {host}:{asked} ({answer[1]}): set server.port "
+                "to a free port, or to 0 for any free one"
+            )
+        raise LaunchError(f"cannot start the server on {host}: {answer[1]}")
+
     def wait(self, poll_s: float = 0.5) -> None:
-        """Block until the trainer ends (steps/minutes reached) or a role dies."""
+        """Block until the trainer ends (steps/minutes reached), a role dies, or no new
+        sample reached the trainer for ``run.stall_timeout_s``."""
+        stall_s = self.config.run.stall_timeout_s
+        last_samples, last_change = self.samples.value, time.monotonic()
         while True:
             trainer = self.processes["trainer"]
             if not trainer.is_alive():
@@ -165,6 +261,17 @@ class LocalRun:
             dead = [n for n, p in self.processes.items() if not p.is_alive() and p.exitcode]
             if dead:
                 log.error("role(s) %s exited with an error; stopping the run", ", ".join(dead))
+                break
+            samples = self.samples.value
+            if samples != last_samples:
+                last_samples, last_change = samples, time.monotonic()
+            elif stall_s and time.monotonic() - last_change >= stall_s:
+                self.failure = (
+                    f"no new sample reached the trainer for {stall_s:g} s "
+                    f"(run.stall_timeout_s; samples: {max(samples, 0)}): the workers are "
+                    "stuck or cannot reach the server; stopping the run"
+                )
+                log.error("%s", self.failure)
                 break
             time.sleep(poll_s)
         self.stop()
@@ -174,8 +281,11 @@ class LocalRun:
         self.stop_event.set()
         deadline = time.monotonic() + GRACE_S
         for proc in self.processes.values():
-            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.pid is not None:
+                proc.join(max(0.0, deadline - time.monotonic()))
         for name, proc in self.processes.items():
+            if proc.pid is None:
+                continue  # never started (the server failed first)
             if proc.is_alive():
                 log.warning("%s did not stop in %.0f s; terminating it", name, GRACE_S)
                 proc.terminate()
@@ -185,6 +295,7 @@ class LocalRun:
                 proc.join()
 
     def exit_codes(self) -> dict[str, int | None]:
+        """Exit code of every role (None: still running)."""
         return {name: proc.exitcode for name, proc in self.processes.items()}
 
 
@@ -199,7 +310,13 @@ def run_local_training(
     """Train on this machine until ``run.steps``/``run.minutes`` or Ctrl-C, then evaluate.
 
     Returns the trainer's summary plus ``eval`` (one description per evaluation episode),
-    ``eval_results`` (their fields), ``eval_finished`` and ``run_dir``.
+    ``eval_results`` (their fields), ``eval_finished``, ``run_dir``, ``exit_codes`` (of every
+    role) and, when the launcher stopped the run early (``run.stall_timeout_s``), ``failure``
+    (one line). ``tmrl2 train`` exits 1 when a role failed, no sample arrived, or there is a
+    ``failure``.
+
+    Raises:
+        LaunchError: the server could not bind (a busy ``server.port``).
     """
     import json
 
@@ -213,6 +330,8 @@ def run_local_training(
     summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     summary["run_dir"] = str(run.run_dir)
     summary["exit_codes"] = run.exit_codes()
+    if run.failure is not None:
+        summary["failure"] = run.failure
     summary["eval"] = []
     checkpoint = run.run_dir / "checkpoint.pt"
     if config.run.eval_episodes and checkpoint.is_file():
