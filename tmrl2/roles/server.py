@@ -64,14 +64,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tmrl2.config.schema import ServerConfig
 from tmrl2.net.codec import PROTOCOL_VERSION, Buffer, Message, decode, encode
 from tmrl2.net.errors import DecodeError, ProtocolError
 from tmrl2.net.transport import SendResult, ServerSocket, ServerTransport
-from tmrl2.roles.server_checks import HelloLimiter, Spec, check_chunk, parse_spec
+from tmrl2.roles.server_checks import HelloLimiter, Spec, check_chunk, hello_refusal, parse_spec
+from tmrl2.roles.server_peers import Peer, QueuedChunk
 from tmrl2.roles.server_stats import ServerStats, WorkerStats, prune_workers
 
 __all__ = ["Server", "ServerConfig", "ServerStats", "StopFlag", "WorkerStats"]
@@ -117,44 +117,6 @@ class StopFlag(Protocol):
     """Anything with ``is_set()``: a threading or multiprocessing Event."""
 
     def is_set(self) -> bool: ...
-
-
-@dataclass
-class _Peer:
-    role: str
-    name: str
-    session: str | None = None
-    """The client's process session from its hello (None: an older client)."""
-    key: str | None = None
-    """The Curve public key its hello came with (None without Curve)."""
-    worker: WorkerStats | None = None
-    """Its counters (workers only)."""
-    weights_sent: int = 0
-    """Server-side sequence number of the latest weights sent to this peer."""
-    state_sent: int = 0
-    """Server-side sequence number of the latest trainer state sent to this peer."""
-    allowance: int = 0
-    """Chunks this session may send in all: each welcome's grant plus the credit paid."""
-    accepted: int = 0
-    """Chunks of this session counted against :attr:`allowance`."""
-
-
-@dataclass
-class _Chunk:
-    frames: Sequence[Buffer]
-    msg: Message
-    """The decoded chunk (its arrays are views of ``frames``), for the spec check of chunks
-    queued before the trainer declared its spec."""
-    origin: bytes
-    """Identity of the worker that sent it (its credit comes back when the chunk leaves)."""
-    peer: _Peer
-    """The session it came in: credit goes back only to that session, not to a later one."""
-    checked: bool
-    """Whether it was checked against a trainer's spec."""
-
-    @property
-    def n(self) -> int:
-        return int(self.msg.meta["n"])
 
 
 class Server:
@@ -211,12 +173,12 @@ class Server:
         self._gone_since: dict[bytes, float] = {}
         self._credit_one = encode(Message("credit", {"n": 1}))
         self._owed: dict[bytes, int] = {}
-        self._peers: dict[bytes, _Peer] = {}
+        self._peers: dict[bytes, Peer] = {}
         self._names: dict[str, bytes] = {}
         """Live worker names -> their identity (names are unique among live workers)."""
         self._trainer: bytes | None = None
         self._credit = 0
-        self._queue: deque[_Chunk] = deque()
+        self._queue: deque[QueuedChunk] = deque()
         self._spec: Spec | None = None
         self._weights: Sequence[Buffer] | None = None
         self._weights_seq = 0
@@ -351,7 +313,7 @@ class Server:
             self._forget(identity)
         # ping: being seen is all it does
 
-    def _seen(self, identity: bytes, peer: _Peer) -> None:
+    def _seen(self, identity: bytes, peer: Peer) -> None:
         if self._gone_since:  # it speaks, so it is not gone
             self._gone_since.pop(identity, None)
         if peer.worker is not None:
@@ -391,7 +353,7 @@ class Server:
                 return
         # a hello (re)starts the peer's session
         self._forget(identity, quiet=True)
-        peer = _Peer(role, name, session, self._socket.peer_key(frames) if self._curve else None)
+        peer = Peer(role, name, session, self._socket.peer_key(frames) if self._curve else None)
         self._peers[identity] = peer
         self.stats.samples_lost += self._pending_lost.pop(identity, 0)
         self._rejoin_asked.pop(identity, None)
@@ -428,35 +390,11 @@ class Server:
         self, identity: bytes, frames: Sequence[Any], meta: Mapping[str, Any]
     ) -> tuple[str, str] | None:
         """(reason, code) when this hello must be refused; None when it may register."""
-        role, name, protocol = meta["role"], meta["name"], meta["protocol"]
-        if protocol != PROTOCOL_VERSION:
-            return (
-                f"client protocol {protocol}, server protocol {PROTOCOL_VERSION}: install "
-                "the same tmrl2 version everywhere",
-                "protocol",
-            )
-        if self.run_token is not None and meta.get("run_token") != self.run_token:
-            return (
-                f"{role} {name!r} reached another run's server (its run token differs): "
-                "check the address and port, or start a server for this run",
-                "token",
-            )
-        theirs = meta.get("config_hash")
-        if theirs is not None and self.config_hash is not None and theirs != self.config_hash:
-            return (
-                f"{role} {name!r} config hash {theirs}, server config hash "
-                f"{self.config_hash}: start every role with the same config file and --set "
-                "overrides",
-                "config",
-            )
-        if self._curve is not None:
-            key = self._socket.peer_key(frames)
-            if not self._curve.may_act_as(role, key):
-                where = "server.trainer_keys" if role == "trainer" else "server.authorized_keys"
-                return (
-                    f"the key {key} may not act as the {role}: put its .key file in {where}",
-                    "role",
-                )
+        role, name = meta["role"], meta["name"]
+        key = self._socket.peer_key(frames) if self._curve is not None else None
+        static = hello_refusal(meta, self.run_token, self.config_hash, self._curve, key)
+        if static is not None:
+            return static
         if role == "trainer":
             current = self._other_trainer(identity)
             if current is not None:
@@ -473,7 +411,7 @@ class Server:
             )
         return None
 
-    def _welcome_again(self, identity: bytes, peer: _Peer) -> None:
+    def _welcome_again(self, identity: bytes, peer: Peer) -> None:
         """Answer a repeated hello of a registered session (its first welcome may have been
         lost) without resetting it: a worker gets a fresh grant on top of its allowance,
         since its socket resets its credit to the grant on every welcome."""
@@ -548,7 +486,7 @@ class Server:
 
     # ------------------------------------------------------------------ chunks
     def _on_chunk(
-        self, identity: bytes, peer: _Peer, frames: Sequence[Buffer], msg: Message
+        self, identity: bytes, peer: Peer, frames: Sequence[Buffer], msg: Message
     ) -> None:
         worker = peer.worker
         assert worker is not None
@@ -572,7 +510,7 @@ class Server:
         worker.chunks += 1
         worker.bytes += sum(len(frame) for frame in frames)
         worker.policy_version = int(msg.meta["policy_version"])
-        chunk = _Chunk(frames, msg, identity, peer, self._spec is not None)
+        chunk = QueuedChunk(frames, msg, identity, peer, self._spec is not None)
         reason = check_chunk(msg.arrays, self._spec)
         if reason is not None:
             self._reject(chunk, reason)
@@ -592,7 +530,7 @@ class Server:
                     self.stats.chunks_dropped,
                 )
 
-    def _reject(self, chunk: _Chunk, reason: str) -> None:
+    def _reject(self, chunk: QueuedChunk, reason: str) -> None:
         """Drop a chunk that fails the checks; its credit goes back (a worker whose env
         glitched once must not lose a unit of credit for good)."""
         self.stats.rejected += 1
@@ -612,7 +550,7 @@ class Server:
         self._spec = spec
         if spec is None:
             return
-        kept: deque[_Chunk] = deque()
+        kept: deque[QueuedChunk] = deque()
         for chunk in self._queue:
             reason = check_chunk(chunk.msg.arrays, spec)
             if reason is None:
@@ -654,7 +592,7 @@ class Server:
             self.stats.samples_forwarded += chunk.n
             self._return_credit(chunk)
 
-    def _return_credit(self, chunk: _Chunk) -> None:
+    def _return_credit(self, chunk: QueuedChunk) -> None:
         """``chunk`` left the queue: its worker may send one more, if it is still the same
         session. The credit is owed until :meth:`_pay_owed_credit` (:data:`CREDIT_BATCH`)."""
         if self._peers.get(chunk.origin) is chunk.peer:

@@ -8,6 +8,8 @@ every worker chunk against it and that float arrays are finite, so one bad worke
 observation shape, a NaN from a broken env) can neither crash nor poison the trainer. These
 checks are numpy calls on the decoded views, a few microseconds per chunk.
 
+Hellos: :func:`hello_refusal` says why a hello must be refused for what it carries (protocol,
+run token, config hash) or for the Curve key it came with (a role its key may not take).
 Hello rate: each client identity has a token bucket (:class:`HelloLimiter`), so a peer
 looping on hellos cannot make the server re-register it (and probe the other peers) at will.
 """
@@ -15,9 +17,14 @@ looping on hellos cannot make the server re-register it (and probe the other pee
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from tmrl2.net.codec import PROTOCOL_VERSION
+
+if TYPE_CHECKING:
+    from tmrl2.net.keys import ServerCurve
 
 Spec = dict[str, tuple[np.dtype[Any], tuple[int, ...]]]
 """A parsed trainer spec: array name -> (dtype, per-row shape)."""
@@ -92,3 +99,50 @@ class HelloLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+def hello_refusal(
+    meta: Mapping[str, Any],
+    run_token: str | None,
+    config_hash: str | None,
+    curve: ServerCurve | None,
+    key: str | None,
+) -> tuple[str, str] | None:
+    """(reason, code) when a hello must be refused for what it says or the key it came
+    with; None when those allow it (the server then checks the trainer seat and the name).
+
+    Args:
+        meta: the hello's meta (checked by the codec).
+        run_token: the server's run token (None: not checked).
+        config_hash: the server's config hash (None: not checked).
+        curve: the server's keys (None: roles come from the hello).
+        key: the Z85 public key of the sender's connection (ZAP ``User-Id``).
+    """
+    role, name, protocol = meta["role"], meta["name"], meta["protocol"]
+    if protocol != PROTOCOL_VERSION:
+        return (
+            f"client protocol {protocol}, server protocol {PROTOCOL_VERSION}: install "
+            "the same tmrl2 version everywhere",
+            "protocol",
+        )
+    if run_token is not None and meta.get("run_token") != run_token:
+        return (
+            f"{role} {name!r} reached another run's server (its run token differs): "
+            "check the address and port, or start a server for this run",
+            "token",
+        )
+    theirs = meta.get("config_hash")
+    if theirs is not None and config_hash is not None and theirs != config_hash:
+        return (
+            f"{role} {name!r} config hash {theirs}, server config hash "
+            f"{config_hash}: start every role with the same config file and --set "
+            "overrides",
+            "config",
+        )
+    if curve is not None and not curve.may_act_as(role, key):
+        where = "server.trainer_keys" if role == "trainer" else "server.authorized_keys"
+        return (
+            f"the key {key} may not act as the {role}: put its .key file in {where}",
+            "role",
+        )
+    return None

@@ -1,0 +1,60 @@
+"""The server's records of its peers and of the chunks it holds (:mod:`tmrl2.roles.server`).
+
+A :class:`Peer` lives from a client's ``hello`` to its ``bye`` (or until a send finds it
+gone); it carries what the server enforces per connection: the Curve key the session was
+opened with, its chunk allowance (credit granted) and what it has used, and which of the
+latest weights and trainer state it has had. A :class:`QueuedChunk` remembers the session it
+came in, so that its credit never goes to a later session of the same identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tmrl2.net.codec import Buffer, Message
+from tmrl2.roles.server_stats import WorkerStats
+
+__all__ = ["Peer", "QueuedChunk"]
+
+
+@dataclass
+class Peer:
+    """A registered client: one session, from its hello to its bye (or its loss)."""
+
+    role: str
+    name: str
+    session: str | None = None
+    """The client's process session from its hello (None: an older client)."""
+    key: str | None = None
+    """The Curve public key its hello came with (None without Curve)."""
+    worker: WorkerStats | None = None
+    """Its counters (workers only)."""
+    weights_sent: int = 0
+    """Server-side sequence number of the latest weights sent to this peer."""
+    state_sent: int = 0
+    """Server-side sequence number of the latest trainer state sent to this peer."""
+    allowance: int = 0
+    """Chunks this session may send in all: each welcome's grant plus the credit paid."""
+    accepted: int = 0
+    """Chunks of this session counted against :attr:`allowance`."""
+
+
+@dataclass
+class QueuedChunk:
+    """A worker chunk waiting for trainer credit."""
+
+    frames: Sequence[Buffer]
+    msg: Message
+    """The decoded chunk (its arrays are views of ``frames``), for the spec check of chunks
+    queued before the trainer declared its spec."""
+    origin: bytes
+    """Identity of the worker that sent it (its credit comes back when the chunk leaves)."""
+    peer: Peer
+    """The session it came in: credit goes back only to that session, not to a later one."""
+    checked: bool
+    """Whether it was checked against a trainer's spec."""
+
+    @property
+    def n(self) -> int:
+        return int(self.msg.meta["n"])
