@@ -10,7 +10,17 @@ exits promptly and a closed server's port can be bound again at once. Endpoints 
   :attr:`SendResult.BUSY` (both falsy). It hands raw frames to the caller, who decodes them and
   can count malformed messages, and forwards received frames without re-encoding.
 - :class:`ClientSocket` decodes what it receives and blocks at most ``send_timeout_ms`` on a
-  full send queue (the server is gone or stalled), then raises :class:`NetTimeout`.
+  full send queue (the server is gone or stalled), then raises :class:`NetTimeout`;
+  :meth:`ClientSocket.try_send` never blocks (False when the queue is full), for what a role
+  must keep and retry rather than wait on (weights, credit, state while the server is away).
+  :class:`ClientTransport` is the interface the roles use, so they can be tested with a fake.
+- Both set ``ZMQ_MAXMSGSIZE`` to their ``max_message_bytes``: libzmq drops a connection that
+  announces a larger frame before buffering any of it.
+- A Curve client watches its handshakes with a socket monitor: a server refusing its key
+  (``EVENT_HANDSHAKE_FAILED_AUTH``) sets :attr:`ClientSocket.auth_failed`, and
+  :meth:`ClientSocket.check_auth` (also called when a send times out) raises
+  :class:`~tmrl2.net.errors.SecurityError` saying which key to authorize, instead of a
+  timeout that looks like a dead server.
 
 TCP keepalive probes (:data:`KEEPALIVE_IDLE_S` and after) drop connections whose peer went
 silent (a crashed machine, a cut cable), so the server learns that a peer is gone even without
