@@ -178,6 +178,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _cmd_server(args: argparse.Namespace) -> int:
     from tmrl2.roles.common import NeverStop
     from tmrl2.roles.server import Server
+    from tmrl2.roles.server_live import run_with_status
 
     config = _config(args)
     try:
@@ -192,7 +193,7 @@ def _cmd_server(args: argparse.Namespace) -> int:
         ) from None
     log.info("server listening on %s:%d", server.config.host, server.port)
     try:
-        server.run(NeverStop())
+        run_with_status(server, NeverStop())  # counters on a live line (a log line if no TTY)
     except KeyboardInterrupt:
         pass
     finally:

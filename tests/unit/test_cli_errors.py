@@ -224,3 +224,22 @@ def test_built_in_components_load_from_an_untrusted_checkpoint(tmp_path: Path) -
     assert config.env.kind == "sim"
     with registry.trusted_imports(False):  # a registered target spelled as its import path
         assert registry.resolve("env", "tmrl2.envs.sim.env:SimEnv").__name__ == "SimEnv"
+
+
+def test_server_serves_with_the_live_status_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tmrl2.roles.common as common
+    import tmrl2.roles.server_live as server_live
+
+    class StopAtOnce:
+        def is_set(self) -> bool:
+            return True
+
+    calls: list[int] = []
+
+    def spy(server: Any, stop: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(server.port)
+
+    monkeypatch.setattr(common, "NeverStop", StopAtOnce)
+    monkeypatch.setattr(server_live, "run_with_status", spy)
+    assert main(["server", "--set", "server.host=127.0.0.1", "--set", "server.port=0"]) == 0
+    assert len(calls) == 1 and calls[0] > 0
