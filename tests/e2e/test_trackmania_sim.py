@@ -65,7 +65,7 @@ def test_gas_moves_the_car_and_episodes_restart(sim_server: int) -> None:
     total, progress = 0.0, []
     for _ in range(60):
         obs, reward, terminated, truncated, info = env.step(np.array([1.0, 0.0, 0.0], np.float32))
-        total += reward
+        total += float(reward)
         progress.append(info["progress_m"])
     assert truncated and not terminated
     assert progress[-1] > 30.0 and total > 0.0
@@ -128,6 +128,49 @@ def test_maps_cycle_between_episodes(sim_server: int) -> None:
     assert seen == ["ring", "alpine", "ring"]
     assert info["track_length_m"] > 100.0  # each map's own centerline is the reference
     env.close()
+
+
+def test_a_policy_trained_in_the_simulator_acts_in_the_game(
+    sim_server: int, tmp_path: Path
+) -> None:
+    """The shared observation config: the simulator's actor checkpoint loads (strictly) into
+    the game env's model and drives it, under the same reward and stall wrappers."""
+    import torch
+
+    from tmrl2.algos.policy import actor_act
+    from tmrl2.checkpoint import load_checkpoint, save_checkpoint
+    from tmrl2.roles.components import build_model
+
+    shared = [
+        "env.lidar_history=2", "env.action_history=3", "env.preview_points=4",
+        "model.hidden_sizes=[32, 32]", "reward.terms.steering.weight=1.0",
+        "reward.terms.progress.weight=1.0",
+    ]  # fmt: skip
+    sim_config = load_config(None, shared)
+    sim_env = build_env(sim_config)
+    torch.manual_seed(0)
+    sim_model = build_model(sim_config, sim_env.observation_space, sim_env.action_space)
+    sim_env.close()
+    save_checkpoint(tmp_path / "sim.pt", {"actor": sim_model.actor.state_dict()})
+
+    game_config = load_config(None, [*_tm(sim_server), *shared])
+    game = build_env(game_config)
+    assert game.observation_space == sim_env.observation_space
+    model = build_model(game_config, game.observation_space, game.action_space)
+    model.actor.load_state_dict(load_checkpoint(tmp_path / "sim.pt")["actor"])  # strict
+    model.actor.eval()
+    sim_model.actor.eval()
+    obs, _ = game.reset(seed=0)
+    for _ in range(30):
+        action = actor_act(model.actor, obs, deterministic=True)
+        np.testing.assert_allclose(action, actor_act(sim_model.actor, obs, deterministic=True))
+        assert game.action_space.contains(action)
+        obs, reward, terminated, truncated, info = game.step(action)
+        assert game.observation_space.contains(obs) and np.isfinite(float(reward))
+        assert set(info["reward_terms"]) == {"progress", "steering"}
+        if terminated or truncated:
+            obs, _ = game.reset()
+    game.close()
 
 
 def test_one_reference_per_map_is_checked() -> None:

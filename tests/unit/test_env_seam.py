@@ -213,3 +213,13 @@ def test_rewards_import_no_env() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_observation_keys_are_declared_once() -> None:
+    from tmrl2.envs.observation import ObservationConfig, TelemetryEnvConfig
+
+    shared = set(TelemetryEnvConfig.model_fields) - {"kind"}
+    assert set(ObservationConfig.model_fields) <= shared
+    for cls in (SimEnvConfig, TrackManiaConfig):
+        assert issubclass(cls, TelemetryEnvConfig)
+        assert not shared & set(cls.__annotations__), cls  # nothing redeclared
