@@ -37,7 +37,7 @@ def _sets(*items: str) -> list[str]:
 def test_roles_apart_with_curve_keys(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     subprocess.run(
-        _tmrl2("keys", "server", "trainer", "pc1", "--dir", str(keys)),
+        _tmrl2("keys", "server", "trainer", "pc1", "stranger", "--dir", str(keys)),
         check=True,
         capture_output=True,
         timeout=60,
@@ -55,6 +55,7 @@ def test_roles_apart_with_curve_keys(tmp_path: Path) -> None:
                 *common,
                 f"server.secret_key={keys / 'server.key_secret'}",
                 f"server.authorized_keys={authorized}",
+                f"server.trainer_keys={keys / 'trainer.key'}",
             ),
         ),
         stderr=subprocess.PIPE,
@@ -92,6 +93,26 @@ def test_roles_apart_with_curve_keys(tmp_path: Path) -> None:
         assert trainer.returncode == 0, trainer.stderr[-3000:]
         summary = json.loads((tmp_path / "run" / "summary.json").read_text())
         assert summary["samples"] >= 1500 and summary["worker_policy_version"] >= 1
+        # a key the server does not know: one line saying which key to authorize, exit 2
+        stranger = subprocess.run(
+            _tmrl2(
+                "worker",
+                *_sets(
+                    *common,
+                    "worker.name=stranger",
+                    "worker.connect_timeout_s=20",
+                    f"worker.server_key={keys / 'server.key'}",
+                    f"worker.secret_key={keys / 'stranger.key_secret'}",
+                ),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert stranger.returncode == 2, stranger.stderr[-2000:]
+        last = stranger.stderr.strip().splitlines()[-1]
+        assert last.startswith("tmrl2: ") and "stranger.key" in last, stranger.stderr[-2000:]
+        assert "Traceback" not in stranger.stderr
     finally:
         for proc in (worker, server):
             proc.send_signal(signal.SIGINT)
