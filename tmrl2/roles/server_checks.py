@@ -16,6 +16,7 @@ looping on hellos cannot make the server re-register it (and probe the other pee
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ def check_chunk(arrays: Mapping[str, np.ndarray], spec: Spec | None) -> str | No
     if spec is not None and arrays.keys() != spec.keys():
         missing, extra = sorted(spec.keys() - arrays.keys()), sorted(arrays.keys() - spec.keys())
         return f"its arrays differ from the trainer's spec: missing {missing}, unexpected {extra}"
+    floats = []
     for name, array in arrays.items():
         if spec is not None:
             dtype, dims = spec[name]
@@ -59,9 +61,30 @@ def check_chunk(arrays: Mapping[str, np.ndarray], spec: Spec | None) -> str | No
                     f"array {name!r} is {array.dtype.str} {list(array.shape[1:])} per row, the "
                     f"trainer's spec says {dtype.str} {list(dims)}"
                 )
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            return f"array {name!r} holds NaN or infinite values"
+        if array.dtype.kind == "f":
+            floats.append((name, array))
+    if floats:
+        with np.errstate(invalid="ignore"):  # once per chunk: it costs as much as a check
+            for name, array in floats:
+                if not _finite(array):
+                    return f"array {name!r} holds NaN or infinite values"
     return None
+
+
+_ZEROS = {np.dtype(t): np.zeros(1 << 16, t) for t in ("<f2", "<f4", "<f8")}
+"""Zero vectors for :func:`_finite`: ``x . 0`` is 0 when every ``x`` is finite and NaN
+otherwise (``inf * 0`` and ``nan * 0`` are NaN, finite products never overflow)."""
+
+
+def _finite(array: np.ndarray) -> bool:
+    """Whether every value of a float ``array`` is finite: one BLAS dot for arrays up to
+    64k values (faster than ``np.isfinite(array).all()``, which allocates a mask). Call it
+    under ``np.errstate(invalid="ignore")``: a NaN product would warn."""
+    flat = array.reshape(-1)
+    zeros = _ZEROS.get(array.dtype)
+    if zeros is None or flat.size > zeros.size or array.dtype.itemsize < 4:
+        return bool(np.isfinite(flat).all())
+    return math.isfinite(flat.dot(zeros[: flat.size]))  # the caller ignores FP errors
 
 
 class HelloLimiter:
