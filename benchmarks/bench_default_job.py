@@ -34,8 +34,8 @@ def run_round(tree: Path, seconds: float, workdir: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [
         sys.executable,
-        "-m",
-        "tmrl2.cli",
+        "-c",
+        "import sys; from tmrl2.cli import main; sys.exit(main(sys.argv[1:]))",
         "train",
         "--minutes",
         str(seconds / 60),

@@ -344,3 +344,7 @@ def trainer_main() -> int:
 def worker_main() -> int:
     """``tmrl2-worker``."""
     return _role_main("worker")
+
+
+if __name__ == "__main__":  # ``python -m tmrl2.cli``
+    raise SystemExit(main())

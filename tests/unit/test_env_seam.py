@@ -208,7 +208,7 @@ def test_recording_an_unknown_track_is_a_one_line_error(tmp_path: Path) -> None:
 def test_rewards_import_no_env() -> None:
     code = (
         "import sys, tmrl2.rewards.manager, tmrl2.rewards.terms, tmrl2.rewards.progress, "
-        "tmrl2.rewards.record; "
+        "tmrl2.rewards.reference; "
         "print(sorted(m for m in sys.modules if m.startswith('tmrl2.envs')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -185,6 +185,9 @@ def _describe(exc: ValidationError, model: type[BaseModel], prefix: tuple[str, .
             lines.append(_unknown_key(path, list(parent.model_fields)))
             continue
         expected = _expected_type(parent, str(err["loc"][-1])) if err["loc"] else None
+        # a validator's own message says what was wrong; the type prefix would mislead there
+        if err["type"] == "value_error":
+            expected = None
         what = f"expected {expected}, got {err.get('input')!r}: " if expected else ""
         msg = str(err["msg"]).removeprefix("Value error, ")
         lines.append(f"{path}: {what}{msg}")
