@@ -11,7 +11,7 @@ import pytest
 from rolekit import FakeClock, FakeHub, make_trainer, make_worker, tiny_config
 
 from tmrl2.checkpoint import DiskFullError
-from tmrl2.roles import trainer as trainer_module
+from tmrl2.roles import runfolder as runfolder_module
 
 
 def _warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
@@ -93,7 +93,7 @@ def test_disk_full_is_logged_once_a_minute_and_training_goes_on(
     def full(path: Path, payload: dict) -> None:
         raise error
 
-    monkeypatch.setattr(trainer_module, "save_checkpoint", full)
+    monkeypatch.setattr(runfolder_module, "save_checkpoint", full)
     caplog.set_level(logging.ERROR)
     trainer.save()
     clock.advance(30)
@@ -104,7 +104,7 @@ def test_disk_full_is_logged_once_a_minute_and_training_goes_on(
     lines = _warnings(caplog, "disk full: checkpoint not written")
     assert len(lines) == 2 and "training continues" in lines[0]
     monkeypatch.setattr(
-        trainer_module,
+        runfolder_module,
         "save_checkpoint",
         lambda p, d: (_ for _ in ()).throw(OSError(errno.EIO, "io")),
     )

@@ -22,7 +22,6 @@ fakes (``tests/unit/rolekit.py``).
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import time
@@ -32,7 +31,6 @@ from typing import Any
 
 import torch
 
-from tmrl2.checkpoint import CHECKPOINT_NAME, DiskFullError, load_checkpoint, save_checkpoint
 from tmrl2.config.load import dump_config
 from tmrl2.config.schema import Config
 from tmrl2.contracts import ActorCritic, ClientTransport, Learner, ReplayMemory
@@ -53,21 +51,18 @@ from tmrl2.roles.components import build_algorithm, build_memory, build_model
 from tmrl2.roles.ingest import Accepted, Ingest
 from tmrl2.roles.outbox import Outbox
 from tmrl2.roles.pacing import Clock, TrainerState, WaitLog
+from tmrl2.roles.runfolder import RunFolder
 from tmrl2.telemetry.progress import ProgressReporter, RateMeter
 
 log = logging.getLogger(__name__)
 
 TRAJECTORIES_NAME = "trajectories.h5"
 """HDF5 file of the received transitions (``trainer.record_trajectories``)."""
-MEMORY_DIR = "memory"
-"""Folder of the saved replay memory inside the run folder."""
 
 UPDATE_BURST_S = 0.05
 """Longest stretch of updates between two looks at the socket."""
 STATE_PERIOD_S = 0.5
 """The trainer's ``state`` goes out at most this often (and at once when ``ready`` flips)."""
-DISK_FULL_LOG_S = 60.0
-"""A full disk is logged at most this often (the trainer retries every checkpoint period)."""
 
 
 class Trainer:
@@ -145,9 +140,10 @@ class Trainer:
         self._ready = False
         self._latest_weights: Message | None = None
         self._no_samples = WaitLog("trainer waiting for samples", clock)
-        self._disk_full_logged = -float("inf")
-        if resume and run_dir is not None and (run_dir / CHECKPOINT_NAME).is_file():
-            self._restore(run_dir / CHECKPOINT_NAME)
+        self.folder = None if run_dir is None else RunFolder(run_dir, self.cfg.save_memory, clock)
+        payload = self.folder.load(self.memory) if resume and self.folder is not None else None
+        if payload is not None:
+            self._restore(payload)
         self.reporter = ProgressReporter(run_dir / "metrics.jsonl" if run_dir else None, live=live)
         self._sample_rate, self._update_rate = RateMeter(), RateMeter()
         log.info("replay memory: %s bytes per transition", self.memory.bytes_per_transition)
@@ -371,9 +367,9 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Write the checkpoint atomically (no-op without a run folder). A full disk is
-        logged (once a minute) and training goes on: the next period retries."""
-        if self.run_dir is None:
+        """Write the checkpoint durably (no-op without a run folder); a full disk is logged
+        and training goes on (:class:`~tmrl2.roles.runfolder.RunFolder`)."""
+        if self.folder is None:
             return
         payload = {
             "algorithm": self.algo.state_dict(),
@@ -383,37 +379,16 @@ class Trainer:
             "elapsed_s": self._elapsed(),
             "config": dump_config(self.config),
         }
-        try:
-            save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
-            if self.cfg.save_memory:
-                self.memory.save(self.run_dir / MEMORY_DIR)
-        except DiskFullError as exc:
-            self._disk_full(str(exc))
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            self._disk_full(f"{exc.filename or self.run_dir}: {exc.strerror}")
+        self.folder.save(payload, self.memory)
 
-    def _disk_full(self, detail: str) -> None:
-        now = self.clock()
-        if now - self._disk_full_logged >= DISK_FULL_LOG_S:
-            self._disk_full_logged = now
-            log.error(
-                "disk full: checkpoint not written (%s); training continues, retrying every "
-                "checkpoint period",
-                detail,
-            )
-
-    def _restore(self, path: Path) -> None:
-        payload = load_checkpoint(path)
+    def _restore(self, payload: dict[str, Any]) -> None:
         self.algo.load_state_dict(payload["algorithm"])
         self.counters.update(payload["counters"])
         self.best_lap_s = payload.get("best_lap_s")
         self.elapsed_before_s = float(payload.get("elapsed_s", 0.0))
-        if self.cfg.save_memory and (path.parent / MEMORY_DIR).is_dir():
-            self.memory.load(path.parent / MEMORY_DIR)
-            log.info("reloaded %d transitions into the replay memory", len(self.memory))
-        log.info("resumed from %s at %d updates", path, self.counters["updates"])
+        log.info(
+            "resumed at %d updates, %d samples", self.counters["updates"], self.counters["samples"]
+        )
 
 
 def build_trainer(
