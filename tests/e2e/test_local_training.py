@@ -185,3 +185,36 @@ def test_image_job_runs_through_the_roles_with_compact_frames(tmp_path: Path) ->
     assert all(code == 0 for code in run.exit_codes().values()), run.exit_codes()
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["samples"] >= 700 and summary["updates"] > 0
+
+
+def test_train_on_a_busy_port_it_was_told_to_use_is_one_line_and_exit_code_2(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        proc = _run("train", "--run-dir", str(tmp_path / "run"), "--set", f"server.port={port}")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"tmrl2: cannot start the server on 127.0.0.1:{port}")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_two_runs_started_together_do_not_collide(tmp_path: Path) -> None:
+    """The server binds any free port first and reports it: no race, no fixed 55555."""
+    sets = [a for s in [*SMALL, "run.steps=600", "run.minutes=1.5"] for a in ("--set", s)]
+    procs = [
+        subprocess.Popen(
+            _cli("train", "--run-dir", str(tmp_path / f"run{i}"), *sets),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=150)
+        assert proc.returncode == 0, err[-3000:]
+    for i in range(2):
+        summary = json.loads((tmp_path / f"run{i}" / "summary.json").read_text())
+        assert summary["samples"] >= 600
