@@ -81,12 +81,13 @@ def test_connect_raises_the_refusal_line_and_sends_session_and_token() -> None:
         got = server.recv(timeout_ms=5000)
         assert got is not None
         identity, frames = got
+        assert identity == f"worker-pc1-{session}".encode()  # unique per process
         seen.append(decode(frames))
         server.send(identity, Message("refused", {"reason": "taken", "code": "name_taken"}, {}))
 
+    session = new_session()
     thread = threading.Thread(target=refuse)
     thread.start()
-    session = new_session()
     try:
         with pytest.raises(ProtocolError, match="unique worker.name"):
             connect(

@@ -20,7 +20,7 @@ from tmrl2.config.schema import Config
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.net.errors import NetTimeout, ProtocolError, SecurityError
 from tmrl2.net.keys import client_curve
-from tmrl2.net.transport import ClientSocket
+from tmrl2.net.transport import ClientSocket, ClientTransport
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ messages use ``try_send`` and never wait)."""
 Connection = tuple[ClientSocket, dict[str, Any]]
 """A connected client and the meta of the server's ``welcome``."""
 
-Connector = Callable[[str, dict[str, Any]], tuple[Any, dict[str, Any]]]
+Connector = Callable[[str, dict[str, Any]], tuple[ClientTransport, dict[str, Any]]]
 """``(session, extra hello meta) -> (transport, welcome meta)``: :func:`connector` in
 production, a fake hub's in tests (``tests/unit/rolekit.py``)."""
 
