@@ -227,9 +227,16 @@ class Worker:
             now = self.clock()
             if now - self._last_drop_log >= DROP_LOG_S:
                 self._last_drop_log = now
+                credit = self.client.chunk_credit
+                why = (
+                    "no chunk credit left (real time does not wait for it)"
+                    if credit is not None and credit <= 0
+                    else "the send queue is full (server away?)"
+                )
                 log.warning(
-                    "worker %s: send queue full (server away?): dropped %d chunk(s) so far",
+                    "worker %s: %s: dropped %d chunk(s) so far (counted as lost)",
                     self.name,
+                    why,
                     self.dropped,
                 )
 
