@@ -10,7 +10,7 @@ import pytest
 from tmrl2.config.load import load_config
 from tmrl2.memory.recorder import read_chunks
 from tmrl2.roles.launcher import launch_all
-from tmrl2.roles.trainer import TRAJECTORIES_NAME, Trainer
+from tmrl2.roles.trainer import TRAJECTORIES_NAME, build_trainer
 
 pytestmark = pytest.mark.e2e
 SMALL = [
@@ -38,5 +38,5 @@ def test_recorded_run_is_complete_and_preloads(tmp_path: Path) -> None:
     ends = sum(int((c["terminated"] | c["truncated"]).sum()) for c in chunks)
     assert ends >= summary["episodes"]
     again = load_config(None, [*SMALL, f"trainer.preload=[{path}]"])
-    trainer = Trainer(again, "tcp://127.0.0.1:1", live=False)  # no connection made here
+    trainer = build_trainer(again, "tcp://127.0.0.1:1", live=False)  # no connection made here
     assert len(trainer.memory) == rows

@@ -91,7 +91,7 @@ def test_connect_raises_the_refusal_line_and_sends_session_and_token() -> None:
     try:
         with pytest.raises(ProtocolError, match="unique worker.name"):
             connect(
-                load_config(None, []),
+                load_config(None, ["worker.connect_timeout_s=1.5"]),
                 f"tcp://127.0.0.1:{server.port}",
                 "worker",
                 "pc1",
@@ -104,3 +104,42 @@ def test_connect_raises_the_refusal_line_and_sends_session_and_token() -> None:
         server.close()
     (hello,) = seen
     assert hello.meta["session"] == session and hello.meta["run_token"] == "tok"
+
+
+def test_connect_asks_again_when_the_name_may_be_held_by_a_dead_process() -> None:
+    """A worker restarted after kill -9 may find its name still held until the server sees the
+    old connection close: ``name_taken`` is retried until the deadline, not fatal at once."""
+    server = ServerSocket("127.0.0.1", 0)
+    answered: list[str] = []
+
+    def refuse_then_welcome() -> None:
+        for kind in ("refused", "welcome"):
+            got = server.recv(timeout_ms=5000)
+            assert got is not None
+            meta = (
+                {"reason": "taken", "code": "name_taken"}
+                if kind == "refused"
+                else {
+                    "protocol": 1,
+                    "server": "test",
+                }
+            )
+            server.send(got[0], Message(kind, meta, {}))
+            answered.append(kind)
+
+    thread = threading.Thread(target=refuse_then_welcome)
+    thread.start()
+    try:
+        client, welcome = connect(
+            load_config(None, ["worker.connect_timeout_s=10"]),
+            f"tcp://127.0.0.1:{server.port}",
+            "worker",
+            "pc1",
+            NeverStop(),
+            session=new_session(),
+        )
+        client.close()
+    finally:
+        thread.join()
+        server.close()
+    assert answered == ["refused", "welcome"] and welcome["server"] == "test"

@@ -145,8 +145,9 @@ def test_keyboard_presses_and_releases_on_threshold() -> None:
         Controller=lambda: types.SimpleNamespace(
             press=lambda k: log.append(("press", k)), release=lambda k: log.append(("up", k))
         ),
-        Key=types.SimpleNamespace(up="UP", down="DOWN", left="LEFT", right="RIGHT",
-                                  enter="ENTER", delete="DEL"),
+        Key=types.SimpleNamespace(
+            up="UP", down="DOWN", left="LEFT", right="RIGHT", enter="ENTER", delete="DEL"
+        ),
     )
     controls = make_controls("keyboard", import_module=_importer({"pynput.keyboard": keyboard}))
     controls.apply(gas=0.9, brake=0.1, steer=-0.8)

@@ -574,8 +574,7 @@ Message: TypeAlias = (
 COMMANDS = (Ping, Respawn, Restart, LoadMap, GetTrack, SetConfig, Bye, SetInput, Step)
 """Client-to-server messages; each payload starts with a u32 request id."""
 _BY_TYPE = {
-    cls.TYPE: cls
-    for cls in (Hello, HelloAck, State, Event, Track, Frame, Result, Pong, *COMMANDS)
+    cls.TYPE: cls for cls in (Hello, HelloAck, State, Event, Track, Frame, Result, Pong, *COMMANDS)
 }
 
 

@@ -73,6 +73,10 @@ REFUSAL_HINTS: dict[str, str] = {
 }
 """One line per ``refused.code``: what to do about it."""
 
+TRANSIENT_REFUSALS = frozenset({"name_taken", "trainer_taken", "rate"})
+"""Refusals that may clear by themselves (a killed holder's connection not yet closed at the
+server, a hello burst): :func:`connect` keeps asking until its deadline."""
+
 
 def refusal_message(address: str, role: str, name: str, meta: dict[str, Any]) -> str:
     """One clear line for a ``refused`` meta."""
@@ -133,6 +137,7 @@ def connect(
     timeout_s = cfg.connect_timeout_s
     deadline = time.monotonic() + timeout_s
     next_hello = 0.0
+    transient: dict[str, Any] | None = None  # the latest refusal that may clear by itself
     while time.monotonic() < deadline and not stop.is_set():
         if time.monotonic() >= next_hello:
             client.try_send(hello)
@@ -153,9 +158,20 @@ def connect(
             log.info("%s %s connected to %s", role, name, address)
             return client, dict(msg.meta)
         if msg.kind == "refused":
+            if msg.meta.get("code") in TRANSIENT_REFUSALS:
+                # the holder of the name (or trainer slot) may be a dead process whose
+                # connection the server has not seen close yet: ask again until the deadline
+                if transient is None:
+                    log.warning(
+                        "%s; retrying", refusal_message(address, role, name, dict(msg.meta))
+                    )
+                transient = dict(msg.meta)
+                continue
             client.close()
             raise ProtocolError(refusal_message(address, role, name, dict(msg.meta)))
     client.close()
+    if transient is not None:
+        raise ProtocolError(refusal_message(address, role, name, transient))
     raise NetTimeout(
         f"no answer from the server at {address} within {timeout_s:.0f} s: "
         "is `tmrl2 server` running there, and is the port right?"

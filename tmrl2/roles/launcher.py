@@ -337,7 +337,7 @@ def run_local_training(
     if config.run.eval_episodes and checkpoint.is_file():
         from tmrl2.roles.evaluate import evaluate, load_policy
 
-        eval_config, actor = load_policy(checkpoint)
+        eval_config, actor = load_policy(checkpoint, trust_config=True)  # our own run
         results = evaluate(eval_config, actor, config.run.eval_episodes)
         summary["eval"] = [r.describe() for r in results]
         summary["eval_results"] = [dataclasses.asdict(r) for r in results]
