@@ -120,7 +120,7 @@ class FakeClientTransport:
     def can_send_chunk(self) -> bool:
         return self.chunk_credit is None or self.chunk_credit > 0
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
         self.closed = True
 
     def of_kind(self, kind: str) -> list[Message]:

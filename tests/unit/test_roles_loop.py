@@ -59,3 +59,21 @@ def test_hellos_carry_session_spec_and_weights_version() -> None:
     # the trainer said its state right after connecting: not ready (empty memory)
     assert hub.state is not None and hub.state.meta["ready"] is False
     assert hub.state.meta["session"] == trainer.session
+
+
+def test_a_stopping_worker_sends_its_partial_chunk_and_lingers() -> None:
+    """A clean stop loses no transition: the rows of the unfinished chunk go out with bye."""
+    config = tiny_config()
+    hub = FakeHub()
+    worker = make_worker(config, hub, "w")
+    worker.start()
+    for _ in range(config.worker.chunk_steps + 3):
+        worker.step(wait_ms=0)
+    assert worker.chunk.count == 3
+    worker.finish()
+    client = worker.client
+    assert client is not None and client.closed
+    chunks = client.of_kind("chunk")  # type: ignore[attr-defined]
+    assert [c.meta["n"] for c in chunks] == [config.worker.chunk_steps, 3]
+    assert chunks[-1].meta["sent"] == worker.steps
+    assert client.sent[-1].kind == "bye"  # type: ignore[attr-defined]

@@ -62,7 +62,13 @@ def say_hello(
 ) -> Message | None:
     client = ClientSocket(f"tcp://127.0.0.1:{server.port}", identity=identity, curve=curve)
     try:
-        client.send(hello)
+        # the socket takes the hello only once the handshake has completed (ZMQ_IMMEDIATE):
+        # a client whose key or server key is wrong never gets that far
+        deadline = time.monotonic() + wait_ms / 1000
+        while not client.try_send(hello):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.005)
         return client.recv(timeout_ms=wait_ms)
     finally:
         client.close()
@@ -125,14 +131,13 @@ def test_client_sees_its_key_refused_and_says_what_to_do(server: Server, keys: P
         f"tcp://127.0.0.1:{server.port}", identity="worker-x", curve=intruder, send_timeout_ms=200
     )
     try:
-        client.send(HELLO)
+        client.try_send(HELLO)  # never taken: the handshake fails (ZMQ_IMMEDIATE)
         wait_until(lambda: client.auth_failed)
         with pytest.raises(SecurityError, match="refused this machine's key") as info:
             client.check_auth("keys/intruder.key")
         assert "keys/intruder.key" in str(info.value) and "authorized_keys" in str(info.value)
         with pytest.raises(SecurityError, match="refused this machine's key"):
-            for _ in range(200):  # the send queue fills: the auth failure is the reason
-                client.send(HELLO)
+            client.send(HELLO)  # a blocking send that cannot go names the auth failure
     finally:
         client.close()
     good = ClientSocket(
@@ -141,7 +146,7 @@ def test_client_sees_its_key_refused_and_says_what_to_do(server: Server, keys: P
         curve=ClientCurve.from_files(keys / "worker.key_secret", keys / "server.key"),
     )
     try:
-        good.send(HELLO)
+        good.send(HELLO)  # waits for the handshake, then goes
         assert good.recv(timeout_ms=3000) is not None
         assert not good.auth_failed
         good.check_auth()

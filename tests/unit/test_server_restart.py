@@ -1,5 +1,5 @@
-"""A server restarted mid-run: clients made with ``hello=`` rejoin by themselves, chunks flow
-again, and the counters show what was lost (chunks sent while no session existed)."""
+"""A server restarted mid-run: clients made with ``hello=`` rejoin by themselves and chunks
+flow again; nothing is queued towards the dead server meanwhile."""
 
 from __future__ import annotations
 
@@ -73,12 +73,19 @@ def test_clients_rejoin_a_restarted_server_and_losses_are_counted() -> None:
         assert rewards(trainer) == [1.0]
         first.close()  # the server dies mid-run
 
-        worker.send(chunk(2.0))  # queued while the server is down: arrives unregistered
+        # nothing queues towards a server that is down (ZMQ_IMMEDIATE): the chunk stays with
+        # the worker, which counts it as lost (the trainer sees the gap in its numbering)
+        wait_until(lambda: not worker.try_send(chunk(2.0)))
         second = Serving(port)
         try:
-            # the worker's queued chunk reaches the new server, which asks it to rejoin; the
-            # idle trainer's ping does the same for the trainer
-            wait_until(lambda: second.server.stats.unregistered >= 1)
+            # once reconnected, the clients' pings reach the new server, which asks them to
+            # rejoin; their hellos open new sessions
+            def pinged() -> bool:
+                worker.recv(timeout_ms=20)  # a silent client pings from recv
+                trainer.recv(timeout_ms=20)
+                return second.server.stats.unregistered >= 1
+
+            wait_until(pinged)
             deadline = time.monotonic() + 4
             while (
                 len(second.server.stats.workers) == 0 or not second.server.stats.trainer_connected
@@ -91,7 +98,7 @@ def test_clients_rejoin_a_restarted_server_and_losses_are_counted() -> None:
             worker.send(chunk(3.0))
             assert rewards(trainer) == [3.0]
             stats = second.server.stats
-            assert stats.samples_lost == 5 and stats.chunks_in == 1 and stats.errors == 0
+            assert stats.chunks_in == 1 and stats.errors == 0
         finally:
             second.close()
     finally:

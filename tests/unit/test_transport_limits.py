@@ -83,7 +83,9 @@ def test_try_send_never_blocks() -> None:
         start = time.monotonic()
         results = [client.try_send(Message("ping")) for _ in range(50)]
         assert time.monotonic() - start < 1.0
-        assert results[0] and not results[-1]
+        # nothing is queued towards a server that is not there (ZMQ_IMMEDIATE): a trainer's
+        # weights during an outage stay with the trainer, coalesced, instead of piling up
+        assert not any(results)
     finally:
         client.close()
 

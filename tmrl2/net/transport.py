@@ -131,7 +131,7 @@ class ClientTransport(Protocol):
 
     def can_send_chunk(self) -> bool: ...
 
-    def close(self) -> None: ...
+    def close(self, linger_ms: int = 0) -> None: ...
 
 
 def _common_options(socket: zmq.Socket[bytes], sndhwm: int, rcvhwm: int) -> None:
@@ -356,6 +356,11 @@ class ClientSocket:
                 self._monitor = self._socket.get_monitor_socket(_HANDSHAKE_EVENTS)
             _common_options(self._socket, sndhwm, rcvhwm)
             self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+            # queue only towards a live connection: while the server is away a send fails at
+            # once instead of piling up to SNDHWM stale messages (weights of a megabyte or
+            # more each) that a restarted server would only discard; the roles keep the
+            # latest weights/state themselves and count the chunks that could not go
+            self._socket.setsockopt(zmq.IMMEDIATE, 1)
             self._socket.setsockopt(zmq.SNDTIMEO, send_timeout_ms)
             self._socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
             self._socket.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
@@ -521,12 +526,15 @@ class ClientSocket:
             _send_multipart(self._socket, encode(msg), _NOBLOCK, True)
             self._sent(msg)
 
-    def close(self) -> None:
-        """Close at once; unsent messages are dropped."""
+    def close(self, linger_ms: int = 0) -> None:
+        """Close; messages still unsent after ``linger_ms`` (default: none) are dropped.
+
+        A clean stop lingers a little so that its last chunk and ``bye`` leave the process.
+        """
         if self._monitor is not None and not self._monitor.closed:
             with contextlib.suppress(zmq.ZMQError):
                 self._socket.disable_monitor()
             self._monitor.close(linger=0)
         if not self._socket.closed:
-            self._socket.close(linger=0)
+            self._socket.close(linger=linger_ms)
         self._context.term()

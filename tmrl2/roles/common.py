@@ -140,8 +140,9 @@ def connect(
     transient: dict[str, Any] | None = None  # the latest refusal that may clear by itself
     while time.monotonic() < deadline and not stop.is_set():
         if time.monotonic() >= next_hello:
-            client.try_send(hello)
-            next_hello = time.monotonic() + 1.0
+            # the socket takes a message only once connected: until then, try again soon
+            sent = client.try_send(hello)
+            next_hello = time.monotonic() + (1.0 if sent else 0.02)
         msg = client.recv(timeout_ms=100)
         if client.auth_failed:
             client.close()

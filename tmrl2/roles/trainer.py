@@ -209,7 +209,7 @@ class Trainer:
                 self._publish()
                 self.outbox.flush(self.client)
                 self.client.try_send(Message("bye", {}, {}))
-                self.client.close()
+                self.client.close(linger_ms=1000)  # the last weights and bye leave
         finally:
             if self.recorder is not None:
                 self.recorder.close()  # drains the queue: a clean stop loses no episode

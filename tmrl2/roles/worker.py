@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 WAIT_POLL_MS = 20
 """How long one pass of a wait looks at the socket."""
+CLOSE_LINGER_MS = 1000
+"""How long a stopping worker's socket may take to hand its last messages over."""
 DROP_LOG_S = 10.0
 """Dropped chunks (send queue full) are logged at most this often."""
 
@@ -125,10 +127,14 @@ class Worker:
         self._obs, _ = self.env.reset(seed=self.seed)
 
     def finish(self) -> None:
+        """A clean stop: the partial chunk and ``bye`` go out (if the socket takes them
+        within :data:`CLOSE_LINGER_MS`), so a stopped worker loses no transition it made."""
         try:
             if self.client is not None:
+                if self.chunk.count and self._may_send():
+                    self._send_chunk()
                 self.client.try_send(Message("bye", {}, {}))
-                self.client.close()
+                self.client.close(linger_ms=CLOSE_LINGER_MS)
         finally:
             self.env.close()
 
