@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sys
+import signal
 import threading
 import time
 import uuid
@@ -197,6 +198,9 @@ def role_main(argv: list[str]) -> int:
     ledger = Ledger(Path(ledger_dir) / f"{name}.{os.getpid()}.jsonl")
     ledger.write({"ev": "start", "t": time.time(), "pid": os.getpid(), "role": role})
     {"worker": _hook_worker, "trainer": _hook_trainer, "server": _hook_server}[role](ledger)
+    # a benchmark started in the background of a non-interactive shell passes SIGINT on as
+    # ignored, and Python then keeps it ignored: the Ctrl-C kills would test nothing
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from tmrl2.cli import main
 
     return main([role, *rest])

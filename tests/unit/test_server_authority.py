@@ -265,15 +265,32 @@ def test_credit_comes_back_as_chunks_leave_and_an_honest_worker_never_exceeds_it
     assert sent >= 20 and server.stats.over_credit == 0
 
 
-def test_a_repeated_hello_of_the_same_session_adds_a_grant() -> None:
-    """A client that said hello twice (its first welcome late) resets its credit to the
-    grant of each welcome: the server must not count that as over credit."""
+def test_a_repeated_hello_of_the_same_session_grants_what_is_left() -> None:
+    """A client that said hello twice (its first welcome late) takes the grant of each welcome
+    as its credit: the second grant is what the session may still have in flight."""
     server, fake = make(worker_credit=3)
     serve(server, fake, (b"w", hello("worker", "w", session="s")))
     serve(server, fake, *[(b"w", box_chunk(1.0))] * 2)  # sent after the first welcome
     serve(server, fake, (b"w", hello("worker", "w", session="s")))  # then the second arrives
-    serve(server, fake, *[(b"w", box_chunk(1.0))] * 3)  # the client's credit is 3 again
-    assert server.stats.over_credit == 0 and server.queued_chunks == 5
+    grants = [m.meta["chunk_credit"] for m in fake.to(b"w", "welcome")]
+    assert grants == [3, 1]
+    serve(server, fake, (b"w", box_chunk(1.0)))  # the client's credit is 1: it sends one
+    assert server.stats.over_credit == 0 and server.queued_chunks == 3
+
+
+def test_hellos_in_a_loop_add_no_credit() -> None:
+    """A greedy peer re-sending its hello (seen in benchmarks/bench_chaos.py: 20 hellos, then
+    20 chunks) must not collect a grant per hello: it keeps ``worker_credit`` in flight."""
+    server, fake = make(worker_credit=3)
+    serve(server, fake, *[(b"g", hello("worker", "g", session="s"))] * 10)
+    serve(server, fake, *[(b"g", box_chunk(1.0))] * 20)
+    assert server.queued_chunks == 3 and server.stats.over_credit == 17
+    serve(server, fake, *[(b"g", hello("worker", "g", session="s"))] * 5)
+    assert fake.to(b"g", "welcome")[-1].meta["chunk_credit"] == 0
+    serve(server, fake, (b"g", box_chunk(1.0)))
+    assert server.queued_chunks == 3 and server.stats.over_credit == 18
+    trainer(server, fake)  # the trainer takes them: the credit comes back, once
+    assert sum(m.meta["n"] for m in fake.to(b"g", "credit")) == 3
 
 
 def test_credit_of_a_chunk_from_an_old_session_does_not_go_to_the_new_one() -> None:

@@ -177,7 +177,7 @@ def _check_welcome(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) ->
     _field(meta, "welcome", "server", (str,))
     _optional_hash(meta, "welcome")
     if meta.get("chunk_credit") is not None:
-        _int(meta, "welcome", "chunk_credit", 1, MAX_CREDIT)
+        _int(meta, "welcome", "chunk_credit", 0, MAX_CREDIT)  # 0: all of it in flight
     if meta.get("config") is not None:
         _field(meta, "welcome", "config", (dict,))
     if meta.get("weights_version") is not None:

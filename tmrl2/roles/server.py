@@ -32,7 +32,8 @@ Authority (the server decides, not the clients):
   ``welcome``, one returned per chunk forwarded, dropped or rejected); a chunk beyond that is
   dropped and counted (:attr:`ServerStats.over_credit`), never queued, so a greedy worker
   cannot push other workers' chunks out of the queue. A duplicate hello of the same session
-  (same identity and ``session``) adds a fresh grant instead of resetting the count.
+  (same identity and ``session``) is welcomed with what is left of its credit
+  (``worker_credit`` minus its chunks in flight), so repeating hellos never adds credit.
 - *Chunks are checked*: against the trainer's ``spec`` (array names, dtypes, row shapes) and
   for finite floats (:mod:`tmrl2.roles.server_checks`); a bad chunk is rejected and counted
   (:attr:`ServerStats.rejected`, per worker too). Chunks queued before any trainer declared a
@@ -375,7 +376,6 @@ class Server:
             )
         peer.worker = workers.setdefault(name, WorkerStats())
         peer.worker.last_seen_s = time.monotonic()
-        peer.allowance = self.config.worker_credit
         theirs = meta.get("weights_version")
         if theirs is not None and theirs >= self.stats.weights_version:
             peer.weights_sent = self._weights_seq  # it holds the latest already
@@ -413,12 +413,13 @@ class Server:
 
     def _welcome_again(self, identity: bytes, peer: Peer) -> None:
         """Answer a repeated hello of a registered session (its first welcome may have been
-        lost) without resetting it: a worker gets a fresh grant on top of its allowance,
-        since its socket resets its credit to the grant on every welcome."""
+        lost) without resetting it. Its socket replaces its credit by the welcome's grant, so
+        the grant is what the session may still have in flight (``worker_credit`` minus its
+        queued chunks) and the credit owed to it is void: hellos in a loop add nothing."""
         welcome = {**self._welcome, "weights_version": self.stats.weights_version}
         if peer.role == "worker":
-            peer.allowance += self.config.worker_credit
-            welcome["chunk_credit"] = self.config.worker_credit
+            self._owed.pop(identity, None)  # the grant below includes it
+            welcome["chunk_credit"] = max(0, self.config.worker_credit - peer.in_flight)
         self._socket.send(identity, Message("welcome", welcome))
         self._push_due = True
 
@@ -490,7 +491,7 @@ class Server:
     ) -> None:
         worker = peer.worker
         assert worker is not None
-        if peer.accepted >= peer.allowance:
+        if peer.in_flight >= self.config.worker_credit:
             self.stats.over_credit += 1
             worker.over_credit += 1
             if self._may_warn(("over_credit", identity)):
@@ -502,7 +503,7 @@ class Server:
                     worker.over_credit,
                 )
             return
-        peer.accepted += 1
+        peer.in_flight += 1
         n = int(msg.meta["n"])
         self.stats.chunks_in += 1
         self.stats.samples_in += n
@@ -595,21 +596,19 @@ class Server:
     def _return_credit(self, chunk: QueuedChunk) -> None:
         """``chunk`` left the queue: its worker may send one more, if it is still the same
         session. The credit is owed until :meth:`_pay_owed_credit` (:data:`CREDIT_BATCH`)."""
+        chunk.peer.in_flight -= 1
         if self._peers.get(chunk.origin) is chunk.peer:
             self._owed[chunk.origin] = self._owed.get(chunk.origin, 0) + 1
 
     def _pay_owed_credit(self) -> None:
         """One ``credit`` message per owed worker; credit that finds the worker's queue full
-        stays owed for a later round. Paid credit raises the worker's allowance."""
+        stays owed for a later round."""
         for worker, owed in list(self._owed.items()):
             frames = self._credit_one if owed == 1 else encode(Message("credit", {"n": owed}))
             result = self._socket.send_frames(worker, frames)
             if result is SendResult.BUSY:
                 continue
             del self._owed[worker]
-            peer = self._peers.get(worker)
-            if result and peer is not None:
-                peer.allowance += owed
 
     def _push_latest(self) -> None:
         """Send the latest trainer state, then the latest weights, to each worker that has

@@ -2,7 +2,7 @@
 
 A :class:`Peer` lives from a client's ``hello`` to its ``bye`` (or until a send finds it
 gone); it carries what the server enforces per connection: the Curve key the session was
-opened with, its chunk allowance (credit granted) and what it has used, and which of the
+opened with, its chunks in flight (the credit it holds is ``worker_credit`` minus those), and which of the
 latest weights and trainer state it has had. A :class:`QueuedChunk` remembers the session it
 came in, so that its credit never goes to a later session of the same identity.
 """
@@ -34,10 +34,9 @@ class Peer:
     """Server-side sequence number of the latest weights sent to this peer."""
     state_sent: int = 0
     """Server-side sequence number of the latest trainer state sent to this peer."""
-    allowance: int = 0
-    """Chunks this session may send in all: each welcome's grant plus the credit paid."""
-    accepted: int = 0
-    """Chunks of this session counted against :attr:`allowance`."""
+    in_flight: int = 0
+    """Chunks of this session accepted and still queued (not yet forwarded, dropped or
+    rejected): a chunk that would make it exceed ``worker_credit`` is dropped."""
 
 
 @dataclass
