@@ -23,8 +23,8 @@ import dataclasses
 import json
 import os
 import re
-import sys
 import signal
+import sys
 import threading
 import time
 import uuid

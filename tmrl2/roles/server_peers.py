@@ -2,7 +2,7 @@
 
 A :class:`Peer` lives from a client's ``hello`` to its ``bye`` (or until a send finds it
 gone); it carries what the server enforces per connection: the Curve key the session was
-opened with, its chunks in flight (the credit it holds is ``worker_credit`` minus those), and which of the
+opened with, its chunks in flight (its credit is ``worker_credit`` minus those), and which of the
 latest weights and trainer state it has had. A :class:`QueuedChunk` remembers the session it
 came in, so that its credit never goes to a later session of the same identity.
 """
