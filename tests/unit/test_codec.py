@@ -10,6 +10,7 @@ import pytest
 
 from tmrl2.net.codec import DTYPES, PROTOCOL_VERSION, Message, decode, encode
 from tmrl2.net.errors import DecodeError, NetError, ProtocolError
+from tmrl2.roles.chunk_checks import check_chunk_arrays, check_episode
 
 
 def chunk_message(n: int = 4) -> Message:
@@ -234,22 +235,32 @@ def tampered_chunk(change: str) -> list[bytes]:
     return frames + [np.ascontiguousarray(a).tobytes() for a in msg.arrays.values()]
 
 
+def test_chunk_meta_rules_are_the_codecs() -> None:
+    with pytest.raises(DecodeError):
+        decode(tampered_chunk("n zero"))
+
+
 @pytest.mark.parametrize(
     "change",
     [
         "short action",
         "n mismatch",
-        "n zero",
         "no action",
         "obs without next_obs",
         "unknown array",
         "scalar reward",
-        "episode lacks steps",
     ],
 )
-def test_chunk_rules_are_enforced(change: str) -> None:
-    with pytest.raises(DecodeError):
-        decode(tampered_chunk(change))
+def test_chunk_layout_rules_are_the_roles(change: str) -> None:
+    """The codec moves messages; what a chunk's arrays must hold is checked by the server and
+    the trainer (tmrl2.roles.chunk_checks)."""
+    msg = decode(tampered_chunk(change))
+    assert check_chunk_arrays(msg.arrays, msg.meta["n"], None) is not None
+
+
+def test_episode_records_are_checked_by_the_trainer_not_the_codec() -> None:
+    msg = decode(tampered_chunk("episode lacks steps"))
+    assert check_episode(msg.meta["episodes"][0]) is not None
 
 
 def test_box_obs_chunk_is_valid() -> None:

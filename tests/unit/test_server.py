@@ -219,14 +219,18 @@ def test_malformed_messages_are_counted_and_serving_goes_on(
         raw.send_multipart(unchecked_frames(bad_shape))
         stranger.send(chunk(8.0))  # chunk before hello
         raw.send_multipart([msgpack.packb({"v": PROTOCOL_VERSION + 1, "kind": "ping"})])
-        wait_until(lambda: running.server.stats.malformed == 4)
+        # three malformed messages; the bad shape is a well-formed message whose chunk the
+        # server's checks reject (tmrl2.roles.chunk_checks)
+        wait_until(lambda: running.server.stats.malformed == 3)
+        wait_until(lambda: running.server.stats.rejected == 1)
     finally:
         raw.close()
     worker = running.join("worker", "w")  # its hello opens a new session
     worker.send(chunk(1.0))
     got = receive_all(trainer)
     assert [float(m.arrays["reward"][0]) for m in got] == [1.0]
-    assert running.server.stats.chunks_in == 1 and running.server.stats.errors == 0
+    stats = running.server.stats
+    assert stats.chunks_in == 2 and stats.rejected == 1 and stats.errors == 0  # 1 bad, 1 good
     warnings = [r for r in caplog.records if "malformed" in r.getMessage()]
     assert len(warnings) == 2  # once for worker-w (rate limited), once for the stranger
 

@@ -14,6 +14,9 @@ import numpy as np
 
 from tmrl2.memory.batch import chunk_key, chunk_spec, obs_parts
 from tmrl2.memory.compact import FRAMES, NEXT_INDEX, OBS_INDEX, FrameTable
+from tmrl2.roles.chunk_checks import Spec, spec_meta
+
+__all__ = ["ChunkBuilder", "Spec", "image_keys", "spec_meta", "wire_spec"]
 
 
 def image_keys(obs_space: gym.Space[Any]) -> list[str]:
@@ -96,10 +99,6 @@ class ChunkBuilder:
         return chunk
 
 
-Spec = dict[str, tuple[tuple[int, ...], np.dtype]]
-"""Per-row shape and dtype of every array of a chunk, by name."""
-
-
 def wire_spec(obs_space: gym.Space[Any], action_space: gym.spaces.Box, compact: bool) -> Spec:
     """What a chunk of this run carries on the wire: :func:`chunk_spec`, with each image
     history in the compact layout (when ``compact``) as ``frames/<key>`` (per-frame shape; its
@@ -115,8 +114,3 @@ def wire_spec(obs_space: gym.Space[Any], action_space: gym.spaces.Box, compact: 
         spec[OBS_INDEX + key] = ((int(box.shape[0]),), np.dtype(np.int32))
         spec[NEXT_INDEX + key] = ((int(box.shape[0]),), np.dtype(np.int32))
     return spec
-
-
-def spec_meta(spec: Spec) -> dict[str, list[Any]]:
-    """The spec as plain data for a ``hello``: ``{name: [dtype_str, [dims...]]}``."""
-    return {name: [dtype.str, list(shape)] for name, (shape, dtype) in spec.items()}

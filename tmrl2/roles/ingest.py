@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from tmrl2.memory.compact import check_compact, expand_chunk
-from tmrl2.roles.chunks import Spec
+from tmrl2.memory.compact import expand_chunk
+from tmrl2.roles.chunk_checks import Spec, check_chunk_arrays, check_episode
 from tmrl2.roles.pacing import Clock
 
 log = logging.getLogger(__name__)
@@ -47,54 +47,6 @@ class Accepted:
     worker: str
     policy_version: int
     episodes: list[dict[str, Any]] = field(default_factory=list)
-
-
-def check_arrays(arrays: Mapping[str, Any], spec: Spec, n: int) -> str | None:
-    """Why ``arrays`` does not fit ``spec`` with ``n`` rows, or None when it does."""
-    if set(arrays) != set(spec):
-        missing, extra = sorted(set(spec) - set(arrays)), sorted(set(arrays) - set(spec))
-        return f"arrays differ from the run's spec (missing {missing}, unexpected {extra})"
-    for name, (shape, dtype) in spec.items():
-        arr = arrays[name]
-        if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
-            got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
-            return f"{name} has dtype {got}, the run's spec says {dtype}"
-        if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
-            return f"{name} has shape {arr.shape}, the run's spec says (n, {shape})"
-        if not name.startswith("frames/") and arr.shape[0] != n:
-            return f"{name} has {arr.shape[0]} rows, the chunk says n={n}"
-        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
-            return f"{name} holds NaN or infinite values"
-    try:
-        check_compact(arrays, n)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def check_episode(record: Any) -> str | None:
-    """Why an episode record cannot be true, or None."""
-    if not isinstance(record, Mapping):
-        return "not a mapping"
-    try:
-        ret, steps = float(record["return"]), record["steps"]
-        lap, progress = record.get("lap_time_s"), float(record.get("progress_frac", 0.0))
-        terms = record.get("terms", {})
-    except (KeyError, TypeError, ValueError) as exc:
-        return f"malformed ({exc!r})"
-    if not math.isfinite(ret):
-        return f"return {ret}"
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        return f"steps {steps!r}"
-    if lap is not None and (not isinstance(lap, int | float) or not math.isfinite(lap) or lap <= 0):
-        return f"lap_time_s {lap!r}"
-    if not 0.0 <= progress <= 1.0:
-        return f"progress_frac {progress}"
-    if not isinstance(terms, Mapping) or not all(
-        isinstance(v, int | float) and math.isfinite(v) for v in terms.values()
-    ):
-        return "reward terms not finite numbers"
-    return None
 
 
 class Ingest:
@@ -128,7 +80,7 @@ class Ingest:
             self._reject(worker, f"malformed meta ({exc!r})")
             return None
         self._account(worker, meta, n)
-        why = check_arrays(arrays, self.spec, n)
+        why = check_chunk_arrays(arrays, n, self.spec)
         if why is not None:
             self._reject(worker, why)
             return None

@@ -71,7 +71,8 @@ from tmrl2.config.schema import ServerConfig
 from tmrl2.net.codec import PROTOCOL_VERSION, Buffer, Message, decode, encode
 from tmrl2.net.errors import DecodeError, ProtocolError
 from tmrl2.net.transport import SendResult, ServerSocket, ServerTransport
-from tmrl2.roles.server_checks import HelloLimiter, Spec, check_chunk, hello_refusal, parse_spec
+from tmrl2.roles.chunk_checks import Spec, check_chunk_arrays, parse_spec
+from tmrl2.roles.server_checks import HelloLimiter, hello_refusal
 from tmrl2.roles.server_peers import Peer, QueuedChunk
 from tmrl2.roles.server_stats import ServerStats, WorkerStats, prune_workers
 
@@ -512,7 +513,7 @@ class Server:
         worker.bytes += sum(len(frame) for frame in frames)
         worker.policy_version = int(msg.meta["policy_version"])
         chunk = QueuedChunk(frames, msg, identity, peer, self._spec is not None)
-        reason = check_chunk(msg.arrays, self._spec)
+        reason = check_chunk_arrays(msg.arrays, n, self._spec)
         if reason is not None:
             self._reject(chunk, reason)
             return
@@ -553,7 +554,7 @@ class Server:
             return
         kept: deque[QueuedChunk] = deque()
         for chunk in self._queue:
-            reason = check_chunk(chunk.msg.arrays, spec)
+            reason = check_chunk_arrays(chunk.msg.arrays, chunk.n, spec)
             if reason is None:
                 chunk.checked = True
                 kept.append(chunk)

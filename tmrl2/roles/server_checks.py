@@ -1,12 +1,9 @@
-"""What the server checks beyond the wire format: chunks against the run's spec, hello rates.
+"""What the server checks in hellos beyond the wire format; the hello rate.
 
-The codec (:mod:`tmrl2.net.kinds`) already guarantees a chunk's arrays agree on ``n`` and name
-a complete transition. It cannot know the run's observation space: the trainer declares it in
-its ``hello`` as ``spec`` (``{name: [dtype_str, [dims...]]}``, every array of a chunk with its
-shape without the leading ``n``; for ``frames/<key>`` the per-frame shape). The server checks
-every worker chunk against it and that float arrays are finite, so one bad worker (a wrong
-observation shape, a NaN from a broken env) can neither crash nor poison the trainer. These
-checks are numpy calls on the decoded views, a few microseconds per chunk.
+Chunks are checked by :mod:`tmrl2.roles.chunk_checks` (the same rules as the trainer's), against
+the spec the trainer declares in its ``hello`` (``{name: [dtype_str, [dims...]]}``), so one bad
+worker (a wrong observation shape, a NaN from a broken env) can neither crash nor poison the
+trainer.
 
 Hellos: :func:`hello_refusal` says why a hello must be refused for what it carries (protocol,
 run token, config hash) or for the Curve key it came with (a role its key may not take).
@@ -16,75 +13,13 @@ looping on hellos cannot make the server re-register it (and probe the other pee
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from tmrl2.net.codec import PROTOCOL_VERSION
 
 if TYPE_CHECKING:
     from tmrl2.net.keys import ServerCurve
-
-Spec = dict[str, tuple[np.dtype[Any], tuple[int, ...]]]
-"""A parsed trainer spec: array name -> (dtype, per-row shape)."""
-
-
-def parse_spec(raw: Mapping[str, Any]) -> Spec:
-    """A trainer's ``spec`` meta (already checked by :func:`tmrl2.net.kinds.check_spec`) as
-    numpy dtypes; raises ``ValueError`` naming an entry whose dtype numpy does not know."""
-    spec: Spec = {}
-    for name, (dtype, dims) in raw.items():
-        try:
-            parsed = np.dtype(dtype)
-        except TypeError as exc:
-            raise ValueError(f"spec {name!r} has an unknown dtype {dtype!r}") from exc
-        if parsed.byteorder == ">":  # the wire is little-endian
-            parsed = parsed.newbyteorder("<")
-        spec[name] = (parsed, tuple(dims))
-    return spec
-
-
-def check_chunk(arrays: Mapping[str, np.ndarray], spec: Spec | None) -> str | None:
-    """Why ``arrays`` (a decoded chunk's) do not fit ``spec`` or hold non-finite floats; None
-    when they are fine. Without a spec only finiteness is checked."""
-    if spec is not None and arrays.keys() != spec.keys():
-        missing, extra = sorted(spec.keys() - arrays.keys()), sorted(arrays.keys() - spec.keys())
-        return f"its arrays differ from the trainer's spec: missing {missing}, unexpected {extra}"
-    floats = []
-    for name, array in arrays.items():
-        if spec is not None:
-            dtype, dims = spec[name]
-            if array.dtype != dtype or array.shape[1:] != dims:
-                return (
-                    f"array {name!r} is {array.dtype.str} {list(array.shape[1:])} per row, the "
-                    f"trainer's spec says {dtype.str} {list(dims)}"
-                )
-        if array.dtype.kind == "f":
-            floats.append((name, array))
-    if floats:
-        with np.errstate(invalid="ignore"):  # once per chunk: it costs as much as a check
-            for name, array in floats:
-                if not _finite(array):
-                    return f"array {name!r} holds NaN or infinite values"
-    return None
-
-
-_ZEROS = {np.dtype(t): np.zeros(1 << 16, t) for t in ("<f2", "<f4", "<f8")}
-"""Zero vectors for :func:`_finite`: ``x . 0`` is 0 when every ``x`` is finite and NaN
-otherwise (``inf * 0`` and ``nan * 0`` are NaN, finite products never overflow)."""
-
-
-def _finite(array: np.ndarray) -> bool:
-    """Whether every value of a float ``array`` is finite: one BLAS dot for arrays up to
-    64k values (faster than ``np.isfinite(array).all()``, which allocates a mask). Call it
-    under ``np.errstate(invalid="ignore")``: a NaN product would warn."""
-    flat = array.reshape(-1)
-    zeros = _ZEROS.get(array.dtype)
-    if zeros is None or flat.size > zeros.size or array.dtype.itemsize < 4:
-        return bool(np.isfinite(flat).all())
-    return math.isfinite(flat.dot(zeros[: flat.size]))  # the caller ignores FP errors
 
 
 class HelloLimiter:
