@@ -297,20 +297,34 @@ def evaluate(run_dir: Path, episodes: int) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- analysis
 def rss_summary(samples: dict[str, list[tuple[float, float]]], t0: float, end: float) -> Any:
+    """Medians of each role kind's RSS over the first, middle and last window. "flat" compares
+    the middle with the end: the trainer's replay memory (preallocated, its pages committed as
+    it fills) grows until it has wrapped once, which is not a leak; size ``memory.capacity`` so
+    that it wraps in the first half of the run for the verdict to mean something."""
     window = min(60.0, max((end - t0) / 4, 5.0))
+    middle = t0 + (end - t0) / 2
     kinds: dict[str, list[tuple[float, float]]] = {}
     for name, values in samples.items():
         kinds.setdefault(name.split("-")[0], []).extend(values)
     out: dict[str, Any] = {}
     for kind, values in kinds.items():
         first = [v for t, v in values if t <= t0 + window]
+        mid = [v for t, v in values if abs(t - middle) <= window / 2]
         last = [v for t, v in values if t >= end - window]
-        if not first or not last:
-            out[kind] = {"first_mb": None, "last_mb": None, "flat": None}
+        if not first or not mid or not last:
+            out[kind] = {"first_mb": None, "mid_mb": None, "last_mb": None, "flat": None}
             continue
-        a, b = statistics.median(first), statistics.median(last)
-        flat = abs(b - a) <= max(0.1 * a, 20.0)
-        out[kind] = {"first_mb": round(a, 1), "last_mb": round(b, 1), "flat": flat}
+        a, m, b = statistics.median(first), statistics.median(mid), statistics.median(last)
+        flat = abs(b - m) <= max(0.1 * m, 20.0)
+        out[kind] = {
+            "first_mb": round(a, 1),
+            "mid_mb": round(m, 1),
+            "last_mb": round(b, 1),
+            "flat": flat,
+            "series": [
+                (round(t - t0, 1), round(v, 1)) for t, v in values[:: max(1, len(values) // 400)]
+            ],
+        }
     out["window_s"] = window
     return out
 
@@ -460,12 +474,13 @@ def report(r: dict[str, Any]) -> None:
     print("sample accounting (transitions):")
     for key, value in r["accounting"].items():
         print(f"  {key:>30}: {value}")
-    print(f"RSS (MB, median of the first vs the last {r['rss']['window_s']:.0f} s):")
+    w = r["rss"]["window_s"]
+    print(f"RSS (MB, medians of the first, middle and last {w:.0f} s; flat: middle to last):")
     for kind in roles_kinds():
         s = r["rss"].get(kind)
         if s:
             flat = {True: "flat", False: "NOT flat", None: "n/a"}[s["flat"]]
-            print(f"  {kind:>8}: {s['first_mb']} -> {s['last_mb']} ({flat})")
+            print(f"  {kind:>8}: {s['first_mb']} -> {s['mid_mb']} -> {s['last_mb']} ({flat})")
     k = r["kills"]
     print(f"kills by role {k['by_role']}, by signal {k['by_signal']}")
     print(f"restarts {k['restarts']}, self exits {len(k['self_exits'])}")
