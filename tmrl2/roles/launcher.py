@@ -45,17 +45,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def port_is_free(host: str, port: int) -> bool:
-    """Whether a TCP server could listen on ``host:port`` now (SO_REUSEADDR, as ZeroMQ)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def new_run_dir(config: Config) -> Path:
     """``<run.dir>/<run.name>-<timestamp>``, created."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

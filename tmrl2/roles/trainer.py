@@ -189,7 +189,7 @@ class Trainer:
         if self._publish_due(updates - last_updates, now - last_t):
             self._publish()
             self._last_publish = (updates, now)
-        ready = len(self.memory) >= max(self.cfg.start_samples, 1)
+        ready = self._memory_ready()
         if ready != self._ready or now - self._last_state_t >= STATE_PERIOD_S:
             self._ready = ready
             self._put_state(now)
@@ -235,11 +235,14 @@ class Trainer:
     def _elapsed(self) -> float:
         return self.elapsed_before_s + self.clock() - self._start
 
+    def _memory_ready(self) -> bool:
+        """Whether the memory holds ``start_samples`` (the ``ready`` of the trainer's state)."""
+        return len(self.memory) >= max(self.cfg.start_samples, 1)
+
     def _can_update(self) -> bool:
         c = self.counters
         return (
-            len(self.memory) >= max(self.cfg.start_samples, 1)
-            and c["updates"] < self.cfg.max_updates_per_sample * c["samples"]
+            self._memory_ready() and c["updates"] < self.cfg.max_updates_per_sample * c["samples"]
         )
 
     def _why_no_samples(self) -> str:
@@ -343,7 +346,7 @@ class Trainer:
             session=self.session,
             updates=self.counters["updates"],
             samples=self.counters["samples"],
-            ready=len(self.memory) >= max(self.cfg.start_samples, 1),
+            ready=self._memory_ready(),
             weights_version=self.counters["weights_version"],
         )
         self.outbox.put_state(state.meta())
