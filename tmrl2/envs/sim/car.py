@@ -211,3 +211,17 @@ class Car:
         st.seg, st.gear, st.surface = int(values[12]), int(values[13]), int(values[14])
         st.wall_contact, st.airborne = values[15] != 0.0, values[16] != 0.0
         return bool(self._hit[0])
+
+
+CAR_PRESETS: dict[str, CarParams] = {"classic": CarParams()}
+"""Named cars (``env.car``): ``classic`` is the simulator's first car (1.4 g, 306 km/h)."""
+
+
+def car_params(name: str) -> CarParams:
+    """The preset car ``name``; a one-line :class:`ValueError` naming the presets otherwise."""
+    try:
+        return CAR_PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown car {name!r}; known cars: {', '.join(sorted(CAR_PRESETS))}"
+        ) from None
