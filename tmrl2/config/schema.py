@@ -133,8 +133,14 @@ class WorkerConfig(ClientConfig):
     get ``-1``, ``-2``... appended)."""
     count: int = Field(default=1, gt=0)
     """Worker processes started by ``tmrl2 train`` on this machine."""
+    envs: int = Field(default=1, ge=1, le=4096)
+    """Simulator cars stepped together in each worker process (``env.kind: sim`` only):
+    one batched simulator step and one batched policy forward per step for all of them, each
+    car with its own episodes and track; the chunks stay per car (docs/vectorized.md). 1: a
+    plain env."""
     chunk_steps: int = Field(default=100, gt=0)
-    """Transitions per chunk sent to the server."""
+    """Transitions per chunk sent to the server (per car with ``envs > 1``: a message then
+    carries ``envs x chunk_steps`` transitions)."""
     random_steps: int = Field(default=2000, ge=0)
     """Uniform random actions before the first weights arrive (exploration warm-up)."""
     max_steps_per_update: float = Field(default=2.0, ge=0)

@@ -12,6 +12,9 @@ and counted by both, never fatal.
   ``truncated``, matching ``obs``/``next_obs`` parts or compact image histories), ``n`` rows
   per array (a compact history's frames excepted), valid compact indices; with a spec the
   exact names, dtypes and row shapes; float arrays finite.
+- :func:`chunk_cars`: how many cars' sub-chunks a chunk carries (meta ``cars``, absent: 1); the
+  ``n`` rows are that many car-major runs of ``n / cars`` rows (a vectorized worker's cars,
+  see docs/vectorized.md), so ``cars`` must divide ``n``.
 - :func:`check_episode`: an episode record that can be true (finite return, ``steps >= 0``,
   a lap time finite and positive or none, progress in [0, 1], finite reward terms).
 
@@ -143,6 +146,24 @@ def _finite(array: np.ndarray) -> bool:
     if zeros is None or flat.size > zeros.size:
         return bool(np.isfinite(flat).all())
     return math.isfinite(flat.dot(zeros[: flat.size]))
+
+
+MAX_CARS = 65536
+"""Most cars one chunk may carry."""
+
+
+def chunk_cars(meta: Mapping[str, Any], n: int) -> int:
+    """The number of per-car sub-chunks of a chunk of ``n`` rows: its meta ``cars`` (absent or
+    None: 1, a single car's chunk). ``ValueError`` names a ``cars`` that is not an integer in
+    ``[1, MAX_CARS]`` dividing ``n``."""
+    cars = meta.get("cars")
+    if cars is None:
+        return 1
+    if not isinstance(cars, int) or isinstance(cars, bool) or not 1 <= cars <= MAX_CARS:
+        raise ValueError(f"cars={cars!r} is not an integer in [1, {MAX_CARS}]")
+    if n % cars:
+        raise ValueError(f"cars={cars} does not divide n={n} rows into equal sub-chunks")
+    return cars
 
 
 def check_episode(record: Any) -> str | None:

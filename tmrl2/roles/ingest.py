@@ -12,6 +12,12 @@ keeps the last ``sent`` per (worker, session): what arrives beyond it minus the 
 rows was lost on the way (``samples_lost``). The first chunk seen of a session counts from 0
 only when it is the session's first chunk (``seq == 1``); otherwise the trainer restarted
 under a running worker and has no baseline yet.
+
+A vectorized worker's chunk (meta ``cars: k``, see docs/vectorized.md) holds k car-major
+sub-chunks of ``n / k`` rows; it is checked and counted as one chunk of ``n`` rows, and
+:meth:`Accepted.parts` hands the sub-chunks over one by one, so that the replay memory appends
+each car's consecutive steps on their own (n-step returns and frame histories never run from
+one car into the next).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from tmrl2.memory.compact import expand_chunk
-from tmrl2.roles.chunk_checks import Spec, check_chunk_arrays, check_episode
+from tmrl2.roles.chunk_checks import Spec, check_chunk_arrays, check_episode, chunk_cars
 from tmrl2.roles.pacing import Clock
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,23 @@ class Accepted:
     worker: str
     policy_version: int
     episodes: list[dict[str, Any]] = field(default_factory=list)
+    cars: int = 1
+    """Car-major sub-chunks in :attr:`arrays` (a vectorized worker's cars; 1: one car)."""
+
+    def parts(self) -> list[tuple[str, dict[str, np.ndarray]]]:
+        """``(source, arrays)`` per car, in order: the chunk itself for one car (source: the
+        worker's name), else views of each car's ``n / cars`` rows (source
+        ``<worker>/car<i>``). Append each part to the replay memory on its own."""
+        if self.cars == 1:
+            return [(self.worker, self.arrays)]
+        rows = self.n // self.cars
+        return [
+            (
+                f"{self.worker}/car{i}",
+                {k: a[i * rows : (i + 1) * rows] for k, a in self.arrays.items()},
+            )
+            for i in range(self.cars)
+        ]
 
 
 class Ingest:
@@ -76,6 +99,7 @@ class Ingest:
             if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
                 raise ValueError(f"n={n!r}")
             policy_version = int(meta.get("policy_version", 0))
+            cars = chunk_cars(meta, n)
         except (KeyError, TypeError, ValueError) as exc:
             self._reject(worker, f"malformed meta ({exc!r})")
             return None
@@ -93,7 +117,7 @@ class Ingest:
             else:
                 self.rejected_episodes += 1
                 self._warn(f"dropped an episode record of worker {worker!r}: {bad}")
-        return Accepted(expand_chunk(arrays), n, worker, policy_version, good)
+        return Accepted(expand_chunk(arrays), n, worker, policy_version, good, cars)
 
     def _account(self, worker: str, meta: Mapping[str, Any], n: int) -> None:
         session, seq, sent = meta.get("session"), meta.get("seq"), meta.get("sent")

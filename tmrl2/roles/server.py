@@ -71,7 +71,7 @@ from tmrl2.config.schema import ServerConfig
 from tmrl2.net.codec import PROTOCOL_VERSION, Buffer, Message, decode, encode
 from tmrl2.net.errors import DecodeError, ProtocolError
 from tmrl2.net.transport import SendResult, ServerSocket, ServerTransport
-from tmrl2.roles.chunk_checks import Spec, check_chunk_arrays, parse_spec
+from tmrl2.roles.chunk_checks import Spec, check_chunk_arrays, chunk_cars, parse_spec
 from tmrl2.roles.server_checks import HelloLimiter, hello_refusal
 from tmrl2.roles.server_peers import Peer, QueuedChunk
 from tmrl2.roles.server_stats import ServerStats, WorkerStats, prune_workers
@@ -514,6 +514,11 @@ class Server:
         worker.policy_version = int(msg.meta["policy_version"])
         chunk = QueuedChunk(frames, msg, identity, peer, self._spec is not None)
         reason = check_chunk_arrays(msg.arrays, n, self._spec)
+        if reason is None:
+            try:
+                chunk_cars(msg.meta, n)  # a vectorized worker's sub-chunks (docs/vectorized.md)
+            except ValueError as exc:
+                reason = str(exc)
         if reason is not None:
             self._reject(chunk, reason)
             return
