@@ -36,6 +36,8 @@ INFO_KEYS = {
     "respawns",
     "velocity",
     "yaw_pitch_roll",
+    "track",
+    "reference_lap_s",
 }
 GAS = np.array([1.0, 0.0, 0.0], np.float32)
 BRAKE = np.array([0.0, 1.0, 0.0], np.float32)

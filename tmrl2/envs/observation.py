@@ -52,6 +52,10 @@ appears in the step that crosses the finish; the wrappers add ``action``, ``rewa
 ``stalled``."""
 
 
+DEFAULT_MAX_EPISODE_STEPS = 2400
+"""The episode cap of an env that knows no reference lap (2 minutes at 50 ms)."""
+
+
 class ObservationConfig(FrozenModel):
     """Observation settings shared by the simulator and the game (equal settings, equal spaces).
 
@@ -96,8 +100,10 @@ class TelemetryEnvConfig(ObservationConfig, ComponentConfig):
 
     time_step_ms: int = Field(default=50, gt=0)
     """Time per env step (20 Hz, like tmrl)."""
-    max_episode_steps: int = Field(default=2400, gt=0)
-    """Truncate the episode after this many steps (2 minutes at 50 ms)."""
+    max_episode_steps: int = Field(default=0, ge=0)
+    """Truncate the episode after this many steps; 0: derived, 2.5x the track's reference lap
+    where the env knows one (the simulator; a warning says when a set cap is shorter than
+    that lap), else :data:`DEFAULT_MAX_EPISODE_STEPS`."""
     stuck_steps: int = Field(default=100, gt=0)
     """An episode whose ``progress_m`` has not grown by ``stuck_progress_m`` for this many
     steps is stuck (``reward.no_progress``, when set, overrides both, with a grace period)."""

@@ -18,21 +18,27 @@ steer is positive to the right (tmrl's convention).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from pydantic import Field, field_validator
 
-from tmrl2.config.base import FrozenModel
 from tmrl2.envs.observation import TelemetryEnvConfig, action_space, observation_space
-from tmrl2.envs.sim.car import Car
+from tmrl2.envs.sim.car import Car, car_params
 from tmrl2.envs.sim.lidar import Lidar
+from tmrl2.envs.sim.randomize import Controls, DomainRandomization, Draw, draw_randomization
 from tmrl2.envs.sim.render import Camera, Renderer
-from tmrl2.envs.sim.track import SURFACES, Track, check_track_name, load_track
+from tmrl2.envs.sim.track import SURFACES, Track
+from tmrl2.envs.sim.tracklist import TrackSampler, TrackSet, episode_cap_steps, expand_tracks
+
+__all__ = ["DomainRandomization", "SimEnv", "SimEnvConfig"]
+
+log = logging.getLogger(__name__)
 
 SPEED_REF_MS = 100.0
 """The ``speed`` observation is the car's speed divided by this (top speed is about 80 m/s)."""
@@ -44,31 +50,6 @@ START_HEADING_NOISE_RAD = 0.01
 Obs = dict[str, np.ndarray]
 
 
-class DomainRandomization(FrozenModel):
-    """Per-episode randomization of the car and the camera; every knob 0 (off) by default.
-
-    A knob ``k`` of a factor draws it uniformly in ``[1 - k, 1 + k]``; of an offset, in
-    ``[-k, k]``.
-    """
-
-    grip_frac: float = Field(default=0.0, ge=0, lt=1)
-    """Tyre grip factor."""
-    mass_frac: float = Field(default=0.0, ge=0, lt=1)
-    """Mass factor (divides engine and brake acceleration)."""
-    engine_frac: float = Field(default=0.0, ge=0, lt=1)
-    """Engine power factor."""
-    brightness: float = Field(default=0.0, ge=0, le=1)
-    """Image brightness offset, as a fraction of full scale."""
-    contrast_frac: float = Field(default=0.0, ge=0, lt=1)
-    """Image contrast factor (around mid-grey)."""
-    noise_std: float = Field(default=0.0, ge=0, le=1)
-    """Per-pixel Gaussian noise, standard deviation as a fraction of full scale (each frame)."""
-    camera_height_m: float = Field(default=0.0, ge=0)
-    """Camera height offset."""
-    camera_pitch_deg: float = Field(default=0.0, ge=0)
-    """Camera pitch offset."""
-
-
 class SimEnvConfig(TelemetryEnvConfig):
     """Built-in TrackMania-like simulator. The observation keys and the episode knobs are
     shared with the game (:class:`~tmrl2.envs.observation.TelemetryEnvConfig`)."""
@@ -77,7 +58,23 @@ class SimEnvConfig(TelemetryEnvConfig):
     """Registry name of the built-in simulator."""
     track: str = "default"
     """Bundled track (see :func:`tmrl2.envs.sim.track.known_tracks`), ``gen:<seed>`` for a
-    generated one, or the path of a ``.yaml``/``.json`` track file."""
+    generated one, the path of a ``.yaml``/``.json`` track file or of a recorded ``.npy``
+    line; used when ``tracks`` is empty."""
+    tracks: list[str] = []
+    """The run's tracks, one drawn per episode (``track_sampling``): bundled names,
+    ``gen:<seed>``, ``generated:A-B`` ranges, track files, recorded ``.npy`` lines (see
+    :mod:`tmrl2.envs.sim.tracklist`). Empty: ``[track]``."""
+    track_sampling: Literal["uniform", "adaptive"] = "uniform"
+    """``uniform``, or ``adaptive``: more episodes on tracks with a low finish rate or a poor
+    lap/reference ratio, never fewer than half a uniform share on any track."""
+    eval_tracks: list[str] = []
+    """Tracks held out of training: ``tmrl2 train``'s final evaluation and ``tmrl2 eval``
+    drive them (besides ``tracks``); same spec forms as ``tracks``."""
+    track_id_input: bool = False
+    """A one-hot ``track_id`` observation (one entry per track of ``tracks``; all zero on any
+    other track). Off: a generalist driver must not need it."""
+    car: str = "classic"
+    """The car (:data:`tmrl2.envs.sim.car.CAR_PRESETS`)."""
     realtime: bool = False
     """Step at ``1000 / time_step_ms`` Hz of wall clock through rtgym instead of fast mode."""
     lidar_range_m: float = Field(default=100.0, gt=0)
@@ -89,14 +86,36 @@ class SimEnvConfig(TelemetryEnvConfig):
     camera_pitch_deg: float = Field(default=12.0, gt=0, lt=90)
     """Camera tilt below the horizon."""
     randomization: DomainRandomization = DomainRandomization()
-    """Domain randomization, drawn at each reset from the env's seeded generator (off)."""
+    """Domain randomization, drawn at each reset from the env's seeded generator (off; see
+    :mod:`tmrl2.envs.sim.randomize`)."""
 
     @field_validator("track")
     @classmethod
     def _known_track(cls, name: str) -> str:
         # fail when the config loads (naming `env.track`), not in every child process later
-        check_track_name(name)
+        expand_tracks([name])
         return name
+
+    @field_validator("tracks", "eval_tracks")
+    @classmethod
+    def _known_tracks(cls, specs: list[str]) -> list[str]:
+        expand_tracks(specs)
+        return specs
+
+    @field_validator("car")
+    @classmethod
+    def _known_car(cls, name: str) -> str:
+        car_params(name)
+        return name
+
+    def track_names(self) -> list[str]:
+        """The training tracks, expanded (``tracks``, or ``[track]``)."""
+        return expand_tracks(self.tracks or [self.track])
+
+    def eval_track_names(self) -> list[str]:
+        """Every track an evaluation drives: the training tracks, then ``eval_tracks``."""
+        names = self.track_names()
+        return names + [n for n in expand_tracks(self.eval_tracks) if n not in names]
 
 
 class SimEnv(gym.Env[Obs, np.ndarray]):
@@ -118,27 +137,43 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         """
         self.config = config or SimEnvConfig()
         cfg = self.config
-        self.track: Track = load_track(cfg.track)
-        self.car = Car(self.track)
+        self.tracks = TrackSet(cfg.track_names(), car_params(cfg.car))
+        self.n_train = len(self.tracks)
+        """Tracks ``0..n_train-1`` are drawn by the sampler (and have a ``track_id``); others
+        are added when an evaluation asks for them (``reset(options={"track": spec})``)."""
+        self.sampler = TrackSampler(self.n_train, cfg.track_sampling)
+        self.track_index = 0
+        self.track: Track = self.tracks.track(0)
+        self.car = Car(self.track, self.tracks.params)
         self._car_params = self.car.params
-        self.lidar = Lidar(self.track, cfg.lidar_beams, cfg.lidar_range_m)
+        self._lidars: dict[int, Lidar] = {}
+        self.lidar = self._lidar_for(0)
         self.action_space = action_space()
         self.observation_space = observation_space(cfg)
+        if cfg.track_id_input:
+            self.observation_space.spaces["track_id"] = spaces.Box(
+                0.0, 1.0, (self.n_train,), np.float32
+            )
         self.renderer: Renderer | None = None
+        self._renderers: dict[int, Renderer] = {}
         if cfg.image:
             self._camera = Camera(height_m=cfg.camera_height_m, pitch_deg=cfg.camera_pitch_deg)
-            self.renderer = Renderer(
-                self.track, cfg.image_width, cfg.image_height, cfg.image_color, self._camera
-            )
+            self.renderer = self._renderer_for(0)
             shape: tuple[int, ...] = self.observation_space["image"].shape or ()
             self._images = np.zeros(shape, np.uint8)
             self._brightness, self._contrast = 0.0, 1.0
         self._dt_s = cfg.time_step_ms / 1000.0
         self._lidar = np.zeros((cfg.lidar_history, cfg.lidar_beams), np.float32)
         self._actions = np.zeros((cfg.action_history, 3), np.float32)
+        self._draw = Draw(self._car_params)
+        self._controls = Controls(self._draw, self._dt_s)
+        self._cap = 1
+        self._warned_caps: set[int] = set()
         self._steps = 0
+        self._race_s = 0.0
         self._respawns = 0
         self._progress_m = 0.0
+        self._lap_s: float | None = None
         self._respawn_pending = False
 
     @classmethod
@@ -150,10 +185,19 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
             return make_realtime_sim_env(config)
         return cls(config)
 
+    @property
+    def reference_lap_s(self) -> float:
+        """Reference lap (s) of the current track for the configured car."""
+        return self.tracks.reference_s(self.track_index)
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Obs, dict[str, Any]]:
+        """A new episode. ``options={"track": name_or_index}`` drives that track (any track
+        spec; the evaluation's way to visit each track) instead of drawing one."""
         super().reset(seed=seed)
+        self._record_outcome()
+        self._select_track(self._choose_track(options))
         noise = self.np_random.uniform(-1.0, 1.0, 2)
         self._randomize()
         self.car.reset(
@@ -161,8 +205,10 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
             heading_offset=float(noise[1]) * START_HEADING_NOISE_RAD,
         )
         self._steps = 0
+        self._race_s = 0.0
         self._respawns = 0
         self._progress_m = 0.0
+        self._lap_s = None
         self._respawn_pending = False
         self._actions[:] = 0.0
         if self.config.lidar:
@@ -176,10 +222,16 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
             self.respawn()
         cfg, st = self.config, self.car.state
         act = np.clip(np.asarray(action, dtype=np.float32).reshape(3), -1.0, 1.0)
-        gas, brake, steer = max(float(act[0]), 0.0), max(float(act[1]), 0.0), float(act[2])
+        gas, brake, steer = self._controls.apply(act)
+        dt = self._dt_s
+        if self._draw.jitter_frac > 0.0:
+            j = self._draw.jitter_frac
+            dt *= float(self.np_random.uniform(1.0 - j, 1.0 + j))
         s_before = st.s
-        wall_contact = self.car.step(gas, brake, steer, self._dt_s)
+        wall_contact = self.car.step(gas, brake, steer, dt)
+        race_before = self._race_s
         self._steps += 1
+        self._race_s += dt
         self._actions[:-1] = self._actions[1:]
         self._actions[-1] = act
         if cfg.lidar:
@@ -194,10 +246,14 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         info = self._info(wall_contact)
         if finished:
             # The finish is crossed inside the step: interpolate when, as the game times it.
-            frac = (self.track.length_m - s_before) / max(st.s - s_before, 1e-9)
-            info["lap_time_s"] = ((self._steps - 1) + min(max(frac, 0.0), 1.0)) * self._dt_s
+            frac = min(max((self.track.length_m - s_before) / max(st.s - s_before, 1e-9), 0.0), 1.0)
+            if self._draw.jitter_frac > 0.0:
+                lap = race_before + frac * dt
+            else:  # the same number as ever (steps times the step, not a running sum)
+                lap = ((self._steps - 1) + frac) * self._dt_s
+            info["lap_time_s"] = self._lap_s = lap
         truncated = not finished and (
-            self._steps >= cfg.max_episode_steps or (cfg.end_on_wall and wall_contact)
+            self._steps >= self._cap or (cfg.end_on_wall and wall_contact)
         )
         return self._obs(), 0.0, finished, truncated, info
 
@@ -225,26 +281,88 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
 
     def _scan(self) -> np.ndarray:
         st = self.car.state
-        return self.lidar.measure(st.x, st.z, st.heading, st.seg) / self.lidar.range_m
+        scan = self.lidar.measure(st.x, st.z, st.heading, st.seg) / self.lidar.range_m
+        std = self._draw.lidar_noise_std
+        if std > 0.0:
+            scan = np.clip(scan + self.np_random.normal(0.0, std, scan.shape), 0.0, 1.0)
+        return scan
+
+    # ----------------------------------------------------------------- tracks
+    def _record_outcome(self) -> None:
+        """Tell the sampler how the episode that just ended went (if one did, on a track it
+        draws from)."""
+        if self._steps == 0 or self.track_index >= self.n_train:
+            return
+        ratio = self._lap_s / self.reference_lap_s if self._lap_s is not None else None
+        self.sampler.record(self.track_index, self._lap_s is not None, ratio)
+
+    def _choose_track(self, options: dict[str, Any] | None) -> int:
+        wanted = (options or {}).get("track")
+        if wanted is None:
+            return self.sampler.draw(self.np_random)
+        if isinstance(wanted, int) and not isinstance(wanted, bool):
+            if not 0 <= wanted < len(self.tracks):
+                raise ValueError(f"track index {wanted} is not in 0..{len(self.tracks) - 1}")
+            return wanted
+        if not isinstance(wanted, str):
+            raise TypeError(f"options['track'] must be a track spec or index, got {wanted!r}")
+        if wanted not in self.tracks.names:
+            expand_tracks([wanted])  # a clear error for a bad spec
+            self.tracks.names.append(wanted)
+        return self.tracks.names.index(wanted)
+
+    def _select_track(self, index: int) -> None:
+        cfg = self.config
+        self.track_index = index
+        self.track = self.car.track = self.tracks.track(index)
+        self.lidar = self._lidar_for(index)
+        if cfg.image:
+            self.renderer = self._renderer_for(index)
+        reference = self.tracks.reference_s(index)
+        self._cap = episode_cap_steps(cfg.max_episode_steps, reference, cfg.time_step_ms)
+        if cfg.max_episode_steps and index not in self._warned_caps:
+            self._warned_caps.add(index)
+            if cfg.max_episode_steps * self._dt_s < reference:
+                log.warning(
+                    "env.max_episode_steps=%d (%.0f s) is shorter than the reference lap of "
+                    "track %r (%.0f s): episodes there can never finish; set it to 0 to derive "
+                    "the cap from each track's reference lap",
+                    cfg.max_episode_steps,
+                    cfg.max_episode_steps * self._dt_s,
+                    self.track.name,
+                    reference,
+                )
+
+    def _lidar_for(self, index: int) -> Lidar:
+        if index not in self._lidars:
+            cfg = self.config
+            self._lidars[index] = Lidar(
+                self.tracks.track(index), cfg.lidar_beams, cfg.lidar_range_m
+            )
+        return self._lidars[index]
+
+    def _renderer_for(self, index: int) -> Renderer:
+        if index not in self._renderers:
+            cfg = self.config
+            self._renderers[index] = Renderer(
+                self.tracks.track(index),
+                cfg.image_width,
+                cfg.image_height,
+                cfg.image_color,
+                self._camera,
+            )
+        return self._renderers[index]
 
     def _randomize(self) -> None:
-        """Draw this episode's car and camera from the randomization knobs (if any is on)."""
+        """Draw this episode's car, controls, noise and camera (nothing when all knobs are
+        off: the random stream stays as without randomization)."""
         knobs = self.config.randomization
-        if knobs == DomainRandomization():
+        self._draw = draw_randomization(knobs, self._car_params, self.np_random)
+        self.car.params = self._draw.params
+        self._controls = Controls(self._draw, self._dt_s)
+        if not knobs.active:
             return
         rng = self.np_random
-
-        def factor(k: float) -> float:
-            return float(rng.uniform(1.0 - k, 1.0 + k))
-
-        base = self._car_params
-        mass, engine = factor(knobs.mass_frac), factor(knobs.engine_frac)
-        self.car.params = replace(
-            base,
-            grip_ms2=base.grip_ms2 * factor(knobs.grip_frac),
-            engine_accel_ms2=base.engine_accel_ms2 * engine / mass,
-            brake_decel_ms2=base.brake_decel_ms2 / mass,
-        )
         if self.renderer is not None:
             height = self._camera.height_m + float(rng.uniform(-1, 1)) * knobs.camera_height_m
             pitch = self._camera.pitch_deg + float(rng.uniform(-1, 1)) * knobs.camera_pitch_deg
@@ -254,7 +372,9 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
                 )
             )
             self._brightness = 255.0 * float(rng.uniform(-1, 1)) * knobs.brightness
-            self._contrast = factor(knobs.contrast_frac)
+            self._contrast = float(
+                rng.uniform(1.0 - knobs.contrast_frac, 1.0 + knobs.contrast_frac)
+            )
 
     def _render(self) -> np.ndarray:
         assert self.renderer is not None
@@ -281,6 +401,9 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
 
     def _obs(self) -> Obs:
         speed = min(self.car.state.speed / SPEED_REF_MS, 1.0)
+        if self._draw.speed_noise_std > 0.0:
+            noise = float(self.np_random.normal(0.0, self._draw.speed_noise_std))
+            speed = min(max(speed + noise, 0.0), 1.0)
         obs: Obs = {
             "speed": np.array([speed], np.float32),
             "prev_actions": self._actions.copy(),
@@ -291,6 +414,11 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
             obs["image"] = self._images.copy()
         if self.config.preview_points:
             obs["preview"] = self._preview()
+        if self.config.track_id_input:
+            one_hot = np.zeros(self.n_train, np.float32)
+            if self.track_index < self.n_train:
+                one_hot[self.track_index] = 1.0
+            obs["track_id"] = one_hot
         return obs
 
     def _info(self, wall_contact: bool) -> dict[str, Any]:
@@ -302,7 +430,9 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
             "finished": st.s >= self.track.length_m,
             "wall_contact": wall_contact,
             "checkpoint": self.track.checkpoints_passed(self._progress_m),
-            "race_time_ms": self._steps * self.config.time_step_ms,
+            "race_time_ms": round(self._race_s * 1000.0)
+            if self._draw.jitter_frac > 0.0
+            else self._steps * self.config.time_step_ms,
             "track_length_m": self.track.length_m,
             "position": (st.x, st.y, st.z),
             "gear": st.gear,
@@ -316,4 +446,8 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
             "velocity": (st.vx, st.vy, st.vz),
             # Pitch: the climb angle of the velocity (the car's nose follows it); no banking.
             "yaw_pitch_roll": (st.heading, math.atan2(st.vy, st.speed), 0.0),
+            "track": self.track.name
+            if self.track_index >= self.n_train
+            else self.tracks.names[self.track_index],
+            "reference_lap_s": self.reference_lap_s,
         }

@@ -27,7 +27,12 @@ from pydantic import Field, model_validator
 
 from tmrl2.bridge import protocol as p
 from tmrl2.bridge.errors import BridgeError, CommandFailed
-from tmrl2.envs.observation import TelemetryEnvConfig, action_space, observation_space
+from tmrl2.envs.observation import (
+    DEFAULT_MAX_EPISODE_STEPS,
+    TelemetryEnvConfig,
+    action_space,
+    observation_space,
+)
 from tmrl2.envs.realtime import StepResult, make_realtime_env
 from tmrl2.envs.sim.env import SPEED_REF_MS, Obs
 from tmrl2.envs.trackmania.capture import Capture, make_capture, to_observation
@@ -261,7 +266,9 @@ class TrackManiaWorld:
         if finished and not self._finished:
             info["lap_time_s"] = state.race_time_ms / 1000.0
         self._finished = self._finished or finished
-        truncated = not finished and self._steps >= cfg.max_episode_steps
+        truncated = not finished and self._steps >= (
+            cfg.max_episode_steps or DEFAULT_MAX_EPISODE_STEPS
+        )
         return self._obs(), 0.0, bool(finished), bool(truncated), info
 
     def request_respawn(self) -> None:

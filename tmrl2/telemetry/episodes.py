@@ -1,0 +1,98 @@
+"""Episode records (what workers report) and per-track statistics (what the trainer keeps).
+
+A worker puts one :func:`episode_record` per finished episode in its chunk's meta. The trainer
+folds them into :class:`TrackStats`: episodes, finishes, finish rate, best lap and the ratio
+of that lap to the track's reference lap, per track; they go to ``metrics.jsonl`` (key
+``tracks``), to the summary and to the end-of-run table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+RECENT = 20
+"""Episodes per track behind the recent finish rate."""
+MAX_TRACKS = 10_000
+"""Most tracks kept (a peer sending made-up names cannot grow the trainer's memory)."""
+
+
+def episode_record(
+    ep_return: float, steps: int, info: dict[str, Any], terms: dict[str, float]
+) -> dict[str, Any]:
+    """The record of an episode that ended with ``info`` (see the module docstring)."""
+    lap = info.get("lap_time_s")
+    record: dict[str, Any] = {
+        "terms": {name: float(value) for name, value in terms.items()},
+        "return": float(ep_return),
+        "steps": int(steps),
+        "finished": bool(info.get("finished", False)),
+        "lap_time_s": float(lap) if lap is not None else None,
+        "progress_frac": float(info.get("progress_frac", 0.0)),
+    }
+    track = info.get("track")
+    if isinstance(track, str):
+        record["track"] = track[:256]
+    reference = info.get("reference_lap_s")
+    if isinstance(reference, int | float) and math.isfinite(reference) and reference > 0:
+        record["reference_lap_s"] = float(reference)
+    return record
+
+
+@dataclass
+class TrackRow:
+    """What the episodes of one track achieved."""
+
+    episodes: int = 0
+    finishes: int = 0
+    best_lap_s: float | None = None
+    reference_lap_s: float | None = None
+    progress_sum: float = 0.0
+    recent: tuple[bool, ...] = ()
+    """Finished or not, for the last :data:`RECENT` episodes."""
+
+    def as_dict(self) -> dict[str, Any]:
+        ratio = (
+            self.best_lap_s / self.reference_lap_s
+            if self.best_lap_s is not None and self.reference_lap_s
+            else None
+        )
+        return {
+            "episodes": self.episodes,
+            "finishes": self.finishes,
+            "finish_rate": self.finishes / self.episodes if self.episodes else 0.0,
+            "recent_finish_rate": sum(self.recent) / len(self.recent) if self.recent else 0.0,
+            "best_lap_s": self.best_lap_s,
+            "reference_lap_s": self.reference_lap_s,
+            "lap_ratio": ratio,
+            "mean_progress": self.progress_sum / self.episodes if self.episodes else 0.0,
+        }
+
+
+class TrackStats:
+    """Per-track rows, filled from episode records (records without a track: ``-``)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, TrackRow] = {}
+
+    def add(self, record: dict[str, Any]) -> None:
+        name = str(record.get("track", "-"))[:256]
+        if name not in self.rows and len(self.rows) >= MAX_TRACKS:
+            name = "(other)"
+        row = self.rows.setdefault(name, TrackRow())
+        row.episodes += 1
+        finished = bool(record.get("finished"))
+        lap = record.get("lap_time_s")
+        if finished and lap is not None:
+            row.finishes += 1
+            if row.best_lap_s is None or lap < row.best_lap_s:
+                row.best_lap_s = float(lap)
+        reference = record.get("reference_lap_s")
+        if reference is not None:
+            row.reference_lap_s = float(reference)
+        row.progress_sum += float(record.get("progress_frac", 0.0))
+        row.recent = (*row.recent, finished)[-RECENT:]
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: row.as_dict() for name, row in sorted(self.rows.items())}
