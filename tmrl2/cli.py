@@ -79,7 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--index", type=int, default=0, help="worker rank (seed and name)")
     ev = sub.add_parser("eval", help="drive a saved policy deterministically")
     ev.add_argument("checkpoint", type=Path, help="checkpoint.pt or a run folder")
-    ev.add_argument("--episodes", type=int, default=1)
+    ev.add_argument("--episodes", type=int, default=1, help="episodes per track")
+    ev.add_argument(
+        "--tracks",
+        nargs="+",
+        metavar="TRACK",
+        help="simulator tracks to drive: bundled names, gen:N, generated:A-B ranges, track "
+        "files, .npy lines (default: the run's env.tracks and env.eval_tracks)",
+    )
+    ev.add_argument(
+        "--randomize",
+        action="store_true",
+        help="keep the run's domain randomization (evaluation runs without it by default)",
+    )
     ev.add_argument(
         "--trust-config",
         action="store_true",
@@ -172,6 +184,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"{key:>12}: {summary.get(key)}")
     for i, line in enumerate(summary.get("eval") or []):
         print(f"{'eval ' + str(i):>12}: {line}")
+    if summary.get("eval_results") and len(summary["eval_results"]) > 1:
+        from tmrl2.roles.evaluate import EpisodeResult, summary_line
+
+        results = [EpisodeResult(**r) for r in summary["eval_results"]]
+        print(f"{'eval':>12}: {summary_line(results)}")
     print(f"{'run folder':>12}: {summary.get('run_dir')}")
 
 
@@ -230,13 +247,33 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from tmrl2.roles.evaluate import evaluate, load_policy
+    from tmrl2.roles.evaluate import (
+        default_tracks,
+        evaluate,
+        load_policy,
+        summary_line,
+        track_table,
+    )
 
     config, actor = load_policy(args.checkpoint, args.overrides, trust_config=args.trust_config)
-    results = evaluate(config, actor, args.episodes)
-    for i, result in enumerate(results):
-        print(f"episode {i}: {result.describe()} return {result.episode_return:.1f}")
-    return 0 if any(r.finished for r in results) else 3
+    tracks = default_tracks(config)
+    if args.tracks:
+        if not hasattr(config.env, "eval_track_names"):
+            raise ConfigError(f"--tracks: env.kind {config.env.kind!r} has no tracks to choose")
+        from tmrl2.envs.sim.tracklist import expand_tracks
+
+        try:
+            tracks = expand_tracks(args.tracks)
+        except ValueError as exc:
+            raise ConfigError(f"--tracks: {_reason(exc)}") from None
+    results = evaluate(config, actor, args.episodes, tracks=tracks, randomize=args.randomize)
+    if tracks is None:
+        for i, result in enumerate(results):
+            print(f"episode {i}: {result.describe()} return {result.episode_return:.1f}")
+    else:
+        print("\n".join(track_table(results)))
+    print(summary_line(results))
+    return 0 if results and all(r.finished for r in results) else 3
 
 
 def _cmd_record_reference(args: argparse.Namespace) -> int:
@@ -252,9 +289,11 @@ def _cmd_record_reference(args: argparse.Namespace) -> int:
         from tmrl2.envs.sim.record import record_sim_reference
 
         try:
-            count = record_sim_reference(args.out, args.track)
+            lap = record_sim_reference(args.out, args.track)
         except (ValueError, RuntimeError) as exc:  # unknown track, driver never finished
             raise ConfigError(f"record-reference --track {args.track!r}: {_reason(exc)}") from None
+        print(f"{lap.describe()}; use it with --set reward.terms.progress.reference={args.out}")
+        return 0
     print(
         f"saved {count} points to {args.out}; use it with "
         f"--set reward.terms.progress.reference={args.out}"
@@ -295,6 +334,7 @@ _COMMANDS = {
 
 
 _EXTRA_COMMANDS = (
+    "tmrl2.track_cli",
     "tmrl2.envs.sim.serve_cli",
     "tmrl2.envs.trackmania.commands",
     "tmrl2.envs.trackmania.plugin_cli",

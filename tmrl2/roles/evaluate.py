@@ -1,8 +1,17 @@
-"""Deterministic evaluation: drive a policy for whole episodes and report laps or progress."""
+"""Deterministic evaluation: drive a policy for whole episodes and report laps or progress.
+
+On the simulator an evaluation visits a list of tracks (``tracks``: any track specs, e.g. the
+training tracks, held-out ``env.eval_tracks``, ``generated:100-119``), each for ``episodes``
+episodes, and :func:`track_table` / :func:`summary_line` report per track (finished, lap time,
+reference lap, ratio, progress) and overall (finish rate, median lap/reference ratio). Domain
+randomization is off unless ``randomize``: an evaluation measures the driver, not the dice.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,22 +36,71 @@ class EpisodeResult:
     progress_frac: float
     episode_return: float
     steps: int
+    track: str | None = None
+    reference_lap_s: float | None = None
+
+    @property
+    def lap_ratio(self) -> float | None:
+        """Lap time / reference lap (finished episodes on a track with a reference)."""
+        if not self.finished or self.lap_time_s is None or not self.reference_lap_s:
+            return None
+        return self.lap_time_s / self.reference_lap_s
 
     def describe(self) -> str:
+        where = f"{self.track}: " if self.track else ""
         if self.finished and self.lap_time_s is not None:
-            return f"finished in {self.lap_time_s:.2f} s ({self.steps} steps)"
-        return f"did not finish: reached {self.progress_frac:.0%} of the track ({self.steps} steps)"
+            ratio = self.lap_ratio
+            vs = f", {ratio:.2f}x the reference" if ratio is not None else ""
+            return f"{where}finished in {self.lap_time_s:.2f} s ({self.steps} steps{vs})"
+        return (
+            f"{where}did not finish: reached {self.progress_frac:.0%} of the track "
+            f"({self.steps} steps)"
+        )
+
+
+def without_randomization(config: Config) -> Config:
+    """``config`` with the env's domain randomization off (envs without any: unchanged)."""
+    if not hasattr(config.env, "randomization"):
+        return config
+    from tmrl2.envs.sim.randomize import DomainRandomization
+
+    env = config.env.model_copy(update={"randomization": DomainRandomization()})
+    return config.model_copy(update={"env": env})
+
+
+def default_tracks(config: Config) -> list[str] | None:
+    """What an evaluation drives by default: the training tracks and ``env.eval_tracks``
+    when the env has several or held-out ones (None: the env's own choice)."""
+    names = getattr(config.env, "eval_track_names", None)
+    if names is None:
+        return None
+    tracks: list[str] = names()
+    return tracks if len(tracks) > 1 else None
 
 
 def evaluate(
-    config: Config, actor: torch.nn.Module, episodes: int, seed: int = 12345
+    config: Config,
+    actor: torch.nn.Module,
+    episodes: int,
+    seed: int = 12345,
+    tracks: Sequence[str] | None = None,
+    randomize: bool = False,
 ) -> list[EpisodeResult]:
-    """Drive ``actor`` deterministically for ``episodes`` episodes."""
-    env = build_env(config)
+    """Drive ``actor`` deterministically for ``episodes`` episodes (on each of ``tracks``,
+    simulator only), with the env's domain randomization off unless ``randomize``."""
+    env = build_env(config if randomize else without_randomization(config))
+    plan: list[dict[str, Any] | None] = (
+        [None] * episodes
+        if tracks is None
+        else [{"track": name} for name in tracks for _ in range(episodes)]
+    )
     results = []
     try:
-        for i in range(episodes):
-            obs, info = env.reset(seed=seed + i)
+        for i, options in enumerate(plan):
+            if options is None:
+                obs, info = env.reset(seed=seed + i)
+            else:
+                obs, info = env.reset(seed=seed + i, options=options)
             total, steps, done = 0.0, 0, False
             while not done:
                 obs, reward, terminated, truncated, info = env.step(
@@ -65,6 +123,49 @@ def _result(info: dict[str, Any], total: float, steps: int) -> EpisodeResult:
         progress_frac=float(info.get("progress_frac", 0.0)),
         episode_return=total,
         steps=steps,
+        track=info.get("track"),
+        reference_lap_s=info.get("reference_lap_s"),
+    )
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.2f}{unit}"
+
+
+def track_table(results: Sequence[EpisodeResult]) -> list[str]:
+    """One line per episode: track, finished, lap time, reference, ratio, progress."""
+    width = max([5, *(len(r.track or "-") for r in results)])
+    lines = [f"{'track':<{width}}  finished  {'lap':>9}  {'reference':>9}  {'ratio':>6}  progress"]
+    for r in results:
+        lines.append(
+            f"{(r.track or '-'):<{width}}  {'yes' if r.finished else 'no':>8}  "
+            f"{_fmt(r.lap_time_s, ' s'):>9}  {_fmt(r.reference_lap_s, ' s'):>9}  "
+            f"{_fmt(r.lap_ratio):>6}  {r.progress_frac:>8.0%}"
+        )
+    return lines
+
+
+def summarize(results: Sequence[EpisodeResult]) -> dict[str, Any]:
+    """Finish rate, median lap/reference ratio of the finished laps, mean progress."""
+    ratios = [r.lap_ratio for r in results if r.lap_ratio is not None]
+    return {
+        "episodes": len(results),
+        "finished": sum(r.finished for r in results),
+        "finish_rate": sum(r.finished for r in results) / len(results) if results else 0.0,
+        "median_ratio": statistics.median(ratios) if ratios else None,
+        "worst_ratio": max(ratios) if ratios else None,
+        "mean_progress": statistics.fmean(r.progress_frac for r in results) if results else 0.0,
+    }
+
+
+def summary_line(results: Sequence[EpisodeResult]) -> str:
+    """One line: finish rate and median lap/reference ratio over ``results``."""
+    s = summarize(results)
+    median = s["median_ratio"]
+    ratio = "-" if median is None or not math.isfinite(median) else f"{median:.3f}x"
+    return (
+        f"finished {s['finished']}/{s['episodes']} ({s['finish_rate']:.0%}), median lap "
+        f"{ratio} the reference, mean progress {s['mean_progress']:.0%}"
     )
 
 

@@ -324,11 +324,13 @@ def run_local_training(
     summary["eval"] = []
     checkpoint = run.run_dir / "checkpoint.pt"
     if config.run.eval_episodes and checkpoint.is_file():
-        from tmrl2.roles.evaluate import evaluate, load_policy
+        from tmrl2.roles.evaluate import default_tracks, evaluate, load_policy, summarize
 
         eval_config, actor = load_policy(checkpoint, trust_config=True)  # our own run
-        results = evaluate(eval_config, actor, config.run.eval_episodes)
+        tracks = default_tracks(eval_config)  # every training and held-out track
+        results = evaluate(eval_config, actor, config.run.eval_episodes, tracks=tracks)
         summary["eval"] = [r.describe() for r in results]
         summary["eval_results"] = [dataclasses.asdict(r) for r in results]
         summary["eval_finished"] = sum(r.finished for r in results)
+        summary["eval_summary"] = summarize(results)
     return summary

@@ -52,6 +52,7 @@ from tmrl2.roles.ingest import Accepted, Ingest
 from tmrl2.roles.outbox import Outbox
 from tmrl2.roles.pacing import Clock, TrainerState, WaitLog
 from tmrl2.roles.runfolder import RunFolder
+from tmrl2.telemetry.episodes import TrackStats
 from tmrl2.telemetry.progress import ProgressReporter, RateMeter
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,9 @@ class Trainer:
             "worker_policy_version": 0,
         }
         self.best_lap_s: float | None = None
+        self.track_stats = TrackStats()
+        """Per-track episodes, finish rate, best lap and lap/reference ratio."""
+        self._tracks_changed = False
         self.last_episode: dict[str, Any] | None = None
         self.last_losses: dict[str, float] = {}
         self.elapsed_before_s = 0.0
@@ -227,7 +231,8 @@ class Trainer:
         return bool(run.minutes and self.clock() - self._start >= run.minutes * 60)
 
     def report(self) -> None:
-        metrics = self.metrics()
+        metrics = self.metrics(tracks=self._tracks_changed)
+        self._tracks_changed = False
         self.reporter.report(metrics)
         if self.on_report is not None:
             self.on_report(metrics)
@@ -284,7 +289,8 @@ class Trainer:
         if chunk is None:
             return
         try:
-            self.memory.append(chunk.arrays)
+            for _, part in chunk.parts():  # one append per car: histories never cross cars
+                self.memory.append(part)
         except (ValueError, TypeError) as exc:  # never fatal: the spec check should see it first
             self.ingest.rejected_chunks += 1
             log.warning("replay memory refused a chunk of %r: %s", chunk.worker, exc)
@@ -293,8 +299,9 @@ class Trainer:
 
     def _count(self, chunk: Accepted) -> None:
         if self.recorder is not None:
-            source = self._sources.setdefault(chunk.worker, len(self._sources))
-            self.recorder.append(chunk.arrays, source)
+            for source_name, part in chunk.parts():
+                source = self._sources.setdefault(source_name, len(self._sources))
+                self.recorder.append(part, source)
         c = self.counters
         c["samples"] += chunk.n
         c["chunks"] += 1
@@ -302,6 +309,8 @@ class Trainer:
         for episode in chunk.episodes:
             c["episodes"] += 1
             self.last_episode = episode
+            self.track_stats.add(episode)
+            self._tracks_changed = True
             lap = episode.get("lap_time_s")
             if episode.get("finished") and lap is not None:
                 c["finishes"] += 1
@@ -352,9 +361,12 @@ class Trainer:
         self.outbox.put_state(state.meta())
 
     # ------------------------------------------------------------------ state
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self, tracks: bool = True) -> dict[str, Any]:
+        """The counters and rates of the run; with ``tracks``, the per-track rows too (the
+        periodic report writes them only when an episode came in since the last one)."""
         c = self.counters
         last = self.last_episode or {}
+        per_track = {"tracks": self.track_stats.as_dict()} if tracks else {}
         return {
             **c,
             **self.ingest.counters(),
@@ -367,6 +379,7 @@ class Trainer:
             "memory_size": len(self.memory),
             **{f"loss/{k}": v for k, v in self.last_losses.items()},
             **{f"reward/{k}": v for k, v in last.get("terms", {}).items()},
+            **per_track,
         }
 
     def save(self) -> None:
