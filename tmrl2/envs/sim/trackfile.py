@@ -30,6 +30,7 @@ lap (tmrl's reward recordings have this shape) into a track of the real map's ge
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,8 @@ def track_from_line(
         if runoff_m > 0.0:
             line = add_runoff(line, runoff_m, spacing)
     centerline = line[:, :3]
+    road_m = float(np.sum(np.linalg.norm(np.diff(centerline[:, [0, 2]], axis=0), axis=1)))
+    check_sections(surface_sections or [], road_m, finish)
     # a single width stays exactly that number (smoothing a constant is exact only up to
     # rounding, and files written back say `width_m: 12.0`, not one value per point)
     width = np.full(len(line), float(width_m)) if np.ndim(width_m) == 0 else line[:, 3]
@@ -147,6 +150,8 @@ def import_reference_line(
     checkpoint_spacing_m: float = 100.0,
     runoff_m: float = 40.0,
     closed: bool = False,
+    surface_sections: list[tuple[float, float, int]] | None = None,
+    walls: bool = True,
 ) -> Track:
     """A track from positions recorded along a driven lap: ``(N, 3)``, ``(x, y, z)``, Y up.
 
@@ -154,14 +159,33 @@ def import_reference_line(
     rest is resampled every ``spacing_m / 4``, smoothed with a Gaussian of ``smooth_m`` (the
     recording's jitter and the driver's weaving), resampled every ``spacing_m``, given
     ``width_m`` and checkpoints every ``checkpoint_spacing_m`` of arc length.
+    ``surface_sections`` lists ``(from_m, to_m, surface code)`` by arc length of the imported
+    road (the rest is road); ``walls=False`` leaves the borders open (grass beyond the road).
+    Raises a one-line :class:`ValueError` for a line of the wrong shape, with NaN or infinite
+    values, fewer than 3 distinct positions, or a surface section outside the track.
     """
-    line = np.asarray(points, np.float64)
+    line = np.asarray(points)
     if line.ndim != 2 or line.shape[1] != 3:
-        raise ValueError(f"a reference line has shape (N, 3), got {line.shape}")
+        raise ValueError(f"a reference line has shape (N, 3): x, y, z, Y up; got {line.shape}")
+    if not np.issubdtype(line.dtype, np.number) or np.issubdtype(line.dtype, np.complexfloating):
+        raise ValueError(f"a reference line holds real numbers, got dtype {line.dtype}")
+    line = line.astype(np.float64)
+    bad = ~np.all(np.isfinite(line), axis=1)
+    if bad.any():
+        raise ValueError(
+            f"a reference line has {int(bad.sum())} positions with NaN or infinite values "
+            f"(first at row {int(np.argmax(bad))})"
+        )
     step = np.linalg.norm(np.diff(line[:, [0, 2]], axis=0), axis=1)
     line = line[np.r_[True, step > 0.01]]
     if len(line) < 3:
-        raise ValueError("a reference line needs at least 3 distinct positions")
+        raise ValueError(
+            f"a reference line needs at least 3 distinct positions (1 cm apart), got {len(line)}"
+        )
+    if not width_m > 0.0 or not np.isfinite(width_m):
+        raise ValueError(f"the road width must be a positive number of metres, got {width_m}")
+    if not spacing_m > 0.0 or not smooth_m >= 0.0:
+        raise ValueError(f"spacing_m must be > 0 and smooth_m >= 0, got {spacing_m}, {smooth_m}")
     return track_from_line(
         name,
         line,
@@ -171,57 +195,191 @@ def import_reference_line(
         closed=closed,
         runoff_m=runoff_m,
         checkpoint_spacing_m=checkpoint_spacing_m,
+        surface_sections=surface_sections,
+        walls=walls,
     )
 
 
+_SECTION_KEYS = ("from_m", "to_m", "surface")
+
+
 def _sections(raw: Any) -> list[tuple[float, float, int]]:
+    """``surfaces`` of a track file as ``(from_m, to_m, code)``; one-line errors naming the
+    entry at fault."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError("'surfaces' must be a list of {from_m, to_m, surface} mappings")
     out = []
-    for item in raw or []:
-        surface = item.get("surface")
+    for k, item in enumerate(raw):
+        where = f"surfaces[{k}]"
+        if not isinstance(item, dict) or set(item) != set(_SECTION_KEYS):
+            raise ValueError(
+                f"{where} must be a mapping with exactly from_m, to_m and surface, got {item!r}"
+            )
+        surface = item["surface"]
         if surface not in SURFACES:
-            raise ValueError(f"surface {surface!r} is not one of {', '.join(SURFACES)}")
-        out.append((float(item["from_m"]), float(item["to_m"]), SURFACES.index(surface)))
+            raise ValueError(f"{where}: surface {surface!r} is not one of {', '.join(SURFACES)}")
+        start, end = (
+            _number(item["from_m"], f"{where}.from_m"),
+            _number(item["to_m"], f"{where}.to_m"),
+        )
+        out.append((start, end, SURFACES.index(surface)))
     return out
 
 
+def check_sections(
+    sections: list[tuple[float, float, int]], road_m: float, finish_m: float
+) -> None:
+    """Raise a one-line :class:`ValueError` unless every ``(from_m, to_m, code)`` section
+    lies on the road (``0 <= from_m < to_m <= road_m``) with a known surface code."""
+    for start, end, code in sections:
+        if not 0 <= code < len(SURFACES):
+            raise ValueError(f"surface code {code} is not one of 0..{len(SURFACES) - 1}")
+        label = f"surface section {start:g}-{end:g} m ({SURFACES[code]})"
+        if not start < end:
+            raise ValueError(f"{label}: its start must be before its end")
+        if start < 0.0 or end > road_m + 1e-6 * max(road_m, 1.0):
+            raise ValueError(
+                f"{label} is outside the track: its road runs from 0 to {road_m:.1f} m "
+                f"(finish at {finish_m:.1f} m)"
+            )
+
+
+def _number(value: Any, key: str) -> float:
+    """A finite number, or a one-line error naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"'{key}' must be a number, got {value!r}")
+    return float(value)
+
+
+def _optional(data: dict[str, Any], key: str, default: float | None) -> float | None:
+    value = data.get(key, default)
+    return None if value is None else _number(value, key)
+
+
+def _flag(data: dict[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"'{key}' must be true or false, got {value!r}")
+    return value
+
+
+def _centerline(raw: Any) -> np.ndarray:
+    try:
+        points = np.asarray(raw, np.float64)
+    except (ValueError, TypeError):
+        raise ValueError("'centerline' must be a list of [x, y, z] number triples") from None
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 3:
+        raise ValueError(
+            f"'centerline' must be at least 3 points [x, y, z] (shape (N >= 3, 3)), "
+            f"got shape {points.shape}"
+        )
+    if not np.all(np.isfinite(points)):
+        raise ValueError("'centerline' holds NaN or infinite values")
+    return points
+
+
+def _width(raw: Any, count: int) -> np.ndarray:
+    try:
+        width = np.asarray(raw, np.float64)
+    except (ValueError, TypeError):
+        raise ValueError(f"'width_m' must be a number, got {raw!r}") from None
+    if width.ndim > 1 or (width.ndim == 1 and len(width) != count):
+        raise ValueError(
+            f"'width_m' must be one number or one per centerline point ({count}), "
+            f"got shape {width.shape}"
+        )
+    if not np.all(np.isfinite(width)) or np.any(width <= 0.0):
+        raise ValueError("'width_m' must be positive numbers of metres")
+    return width
+
+
 def track_from_dict(data: dict[str, Any], default_name: str = "track") -> Track:
-    """A track from the mapping of a track file (see the module docstring)."""
+    """A track from the mapping of a track file (see the module docstring); one-line
+    :class:`ValueError` naming the key at fault."""
     if data.get("format") != FORMAT:
         raise ValueError(f"not a track file: 'format' must be {FORMAT!r}")
     unknown = set(data) - _KEYS
     if unknown:
-        raise ValueError(f"unknown track file keys: {', '.join(sorted(unknown))}")
+        hints = []
+        for key in sorted(unknown):
+            close = difflib.get_close_matches(key, _KEYS, n=1)
+            hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
+        raise ValueError(
+            f"unknown track file keys: {', '.join(hints)}; known: {', '.join(sorted(_KEYS))}"
+        )
     if "centerline" not in data:
         raise ValueError("a track file needs 'centerline': a list of [x, y, z] points")
-    resample_m = data.get("resample_m")
+    centerline = _centerline(data["centerline"])
+    laps = data.get("laps", 1)
+    if isinstance(laps, bool) or not isinstance(laps, int) or laps < 1:
+        raise ValueError(f"'laps' must be a whole number >= 1, got {laps!r}")
+    checkpoints = data.get("checkpoints_m")
+    if checkpoints is not None:
+        if not isinstance(checkpoints, list):
+            raise ValueError("'checkpoints_m' must be a list of arc lengths (m) or null")
+        checkpoints = [_number(c, "checkpoints_m") for c in checkpoints]
+    resample_m = _optional(data, "resample_m", None)
+    spacing = _optional(data, "checkpoint_spacing_m", 100.0)
+    if (resample_m is not None and resample_m <= 0.0) or spacing is None or spacing <= 0.0:
+        raise ValueError("'resample_m' and 'checkpoint_spacing_m' must be positive")
+    name = data.get("name", default_name)
     return track_from_line(
-        str(data.get("name", default_name)),
-        np.asarray(data["centerline"], np.float64),
-        np.asarray(data.get("width_m", 14.0), np.float64),
-        resample_m=None if resample_m is None else float(resample_m),
-        smooth_m=float(data.get("smooth_m", 0.0)),
-        closed=bool(data.get("closed", False)),
-        laps=int(data.get("laps", 1)),
-        finish_m=None if data.get("finish_m") is None else float(data["finish_m"]),
-        runoff_m=float(data.get("runoff_m", 40.0)),
-        checkpoint_spacing_m=float(data.get("checkpoint_spacing_m", 100.0)),
-        checkpoints_m=data.get("checkpoints_m"),
+        str(name),
+        centerline,
+        _width(data.get("width_m", 14.0), len(centerline)),
+        resample_m=resample_m,
+        smooth_m=_optional(data, "smooth_m", 0.0) or 0.0,
+        closed=_flag(data, "closed", False),
+        laps=laps,
+        finish_m=_optional(data, "finish_m", None),
+        runoff_m=_optional(data, "runoff_m", 40.0) or 0.0,
+        checkpoint_spacing_m=spacing,
+        checkpoints_m=checkpoints,
         surface_sections=_sections(data.get("surfaces")),
-        walls=bool(data.get("walls", True)),
+        walls=_flag(data, "walls", True),
     )
 
 
 def load_track_file(path: str | Path) -> Track:
-    """The track in a ``.yaml``/``.yml``/``.json`` track file."""
+    """The track in a ``.yaml``/``.yml``/``.json`` track file.
+
+    Every problem is a one-line :class:`ValueError` starting with the path: a missing or
+    unreadable file, invalid YAML/JSON, or a bad key (named, with what it must be).
+    """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such track file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (a track file is YAML or JSON)") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the track file ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a track file holds one mapping")
+        got = "nothing" if data is None else f"a {type(data).__name__}"
+        raise ValueError(
+            f"{path}: a track file holds one mapping (format, centerline, ...), got {got}"
+        )
     try:
         return track_from_dict(data, default_name=path.stem)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: {' '.join(str(exc).split())}") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and where."""
+    problem = getattr(exc, "problem", None) or "syntax error"
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def track_to_dict(track: Track) -> dict[str, Any]:
