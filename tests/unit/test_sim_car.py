@@ -237,3 +237,97 @@ def test_each_wheel_reports_the_surface_under_it() -> None:
     # facing the left border, 5 m left of the centre: front wheels past it, rear ones not
     car.reset(s=100.0, offset=5.0, heading_offset=-math.pi / 2)
     assert car.wheel_surfaces() == (GRASS, GRASS, ROAD, ROAD)
+
+
+# ---------------------------------------------------------------- presets
+KMH = 3.6
+
+
+def long_straight() -> Track:
+    """A level straight 20 km long, 40 m wide."""
+    return build_track("flat", [(0.0, 0.0, 0.0), (10_000.0, 0.0, 0.0), (20_000.0, 0.0, 0.0)], 40.0)
+
+
+def test_classic_preset_is_the_first_car() -> None:
+    from tmrl2.envs.sim.car import CAR_PRESETS, car_params
+    from tmrl2.envs.sim.reference import top_speed_ms
+
+    assert car_params("classic") == CarParams() == CAR_PRESETS["classic"]
+    assert CarParams().engine_curve == ()  # the linear engine law
+    assert top_speed_ms(CarParams()) * KMH == pytest.approx(306.0, abs=1.0)
+    assert CarParams().grip_ms2 == 13.7
+
+
+def test_unknown_car_and_bad_params_raise_one_line_errors() -> None:
+    from tmrl2.envs.sim.car import car_params
+
+    with pytest.raises(ValueError, match="unknown car 'f1'; known cars: classic, tm2020"):
+        car_params("f1")
+    with pytest.raises(ValueError, match="engine_curve"):
+        CarParams(engine_curve=((0.0, 1.0), (0.0, 0.5)))
+    with pytest.raises(ValueError, match="engine_curve"):
+        CarParams(engine_curve=((0.0, 1.0, 2.0),))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="gear_top_ms"):
+        CarParams(gear_top_ms=(20.0, 10.0))
+
+
+def test_tm2020_shifts_up_at_the_game_s_speeds() -> None:
+    """Gear changes near 102, 162, 235 and 342 km/h (trackmania.wiki, "Gears")."""
+    from tmrl2.envs.sim.car import car_params
+
+    car = Car(long_straight(), car_params("tm2020"))
+    car.reset()
+    shifts, gear = [], 1
+    for _ in range(round(25.0 / 0.01)):
+        car.step(1.0, 0.0, 0.0, 0.01)
+        if car.state.gear > gear:
+            shifts.append(car.state.speed * KMH)
+        gear = car.state.gear
+    assert shifts == pytest.approx([102.0, 162.0, 235.0, 342.0], abs=1.0)
+    assert gear == 5
+
+
+def test_tm2020_accelerates_by_speed_band_and_tops_out_near_900_kmh() -> None:
+    """Engine 16, 11, 7, 5.5 m/s^2 below 100, 200, 400, 800 km/h (TM-AlgoCrack); the kernels,
+    the reference's envelope and the top speed follow the same law."""
+    from tmrl2.envs.sim.car import car_params, engine_envelope_ms2
+    from tmrl2.envs.sim.reference import top_speed_ms
+
+    params = car_params("tm2020")
+    for kmh, engine in ((50, 16.0), (150, 11.0), (300, 7.0), (600, 5.5), (850, 1.0)):
+        assert float(engine_envelope_ms2(params, kmh / KMH)) == pytest.approx(engine)
+        car = Car(long_straight(), params)
+        car.reset(s=100.0)
+        car.state.vx = kmh / KMH
+        car.state.gear = 1 + sum(kmh > g * KMH for g in params.gear_top_ms[:-1])
+        car.step(1.0, 0.0, 0.0, 0.2)
+        u = kmh / KMH
+        expected = engine - params.rolling_ms2 - params.drag_per_m * u * u
+        assert (car.state.speed - u) / 0.2 == pytest.approx(expected, abs=0.05 * engine)
+    assert top_speed_ms(params) * KMH == pytest.approx(900.0, abs=5.0)
+    # on a level road full gas holds the top speed: faster slows down, slower speeds up
+    for kmh, sign in ((880, 1.0), (920, -1.0)):
+        car = Car(long_straight(), params)
+        car.reset(s=100.0)
+        car.state.vx, car.state.gear = kmh / KMH, 5
+        car.step(1.0, 0.0, 0.0, 1.0)
+        assert sign * (car.state.speed - kmh / KMH) > 0.0
+
+
+def test_tm2020_grips_and_brakes_harder_and_laps_default_faster() -> None:
+    from tmrl2.envs.sim.autopilot import drive_lap
+    from tmrl2.envs.sim.car import car_params
+    from tmrl2.envs.sim.reference import reference_lap_time_s
+
+    params = car_params("tm2020")
+    assert params.grip_ms2 > 5.0 * CarParams().grip_ms2
+    car = Car(long_straight(), params)
+    car.reset(s=100.0)
+    car.state.vx, car.state.gear = 50.0, 3
+    car.step(0.0, 1.0, 0.0, 0.5)
+    assert 50.0 - car.state.speed == pytest.approx(0.5 * 30.0, abs=1.0)  # brakes 30 m/s^2
+    track = load_track("default")
+    reference = reference_lap_time_s(track, params)
+    lap = drive_lap(track, params)
+    assert lap is not None and lap < 1.15 * reference
+    assert lap < 0.7 * drive_lap(track)  # type: ignore[operator]

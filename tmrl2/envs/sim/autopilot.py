@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from tmrl2.envs.sim.car import Car, CarParams, CarState
+from tmrl2.envs.sim.reference import top_speed_ms
 from tmrl2.envs.sim.track import Track
 
 
@@ -45,7 +46,9 @@ class Autopilot:
     def _speed_plan(self, grip_margin: float, brake_margin: float) -> np.ndarray:
         p = self.params
         curvature = np.maximum(self.track.curvature(), 1e-6)
-        target = np.minimum(np.sqrt(grip_margin * p.grip_ms2 / curvature), p.engine_cutoff_ms)
+        # cap: where the linear engine law stops pushing, or the top speed of a curve's engine
+        cap = top_speed_ms(p) if p.engine_curve else p.engine_cutoff_ms
+        target = np.minimum(np.sqrt(grip_margin * p.grip_ms2 / curvature), cap)
         ds = np.diff(self.track.s_m)
         decel = brake_margin * p.brake_decel_ms2
         for i in range(len(target) - 2, -1, -1):

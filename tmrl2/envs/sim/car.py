@@ -100,6 +100,32 @@ class CarParams:
     contact_m: float = 0.05
     """Suspension travel: the car is airborne when its wheels are higher than this above the
     road (no steering, traction, brakes or grip until it lands)."""
+    engine_curve: tuple[tuple[float, float], ...] = ()
+    """Engine envelope as ``(speed m/s, fraction of engine_accel_ms2)`` points with increasing
+    speeds, interpolated linearly and constant beyond the ends (TrackMania's table of
+    acceleration over speed bands). Empty: the linear law of ``engine_accel_ms2`` and
+    ``engine_cutoff_ms``."""
+
+    def __post_init__(self) -> None:
+        speeds = [point[0] for point in self.engine_curve]
+        if any(len(point) != 2 for point in self.engine_curve) or any(
+            b <= a for a, b in zip(speeds, speeds[1:], strict=False)
+        ):
+            raise ValueError(
+                "CarParams.engine_curve: give (speed_ms, fraction) pairs with increasing speeds"
+            )
+        if any(b <= a for a, b in zip(self.gear_top_ms, self.gear_top_ms[1:], strict=False)):
+            raise ValueError("CarParams.gear_top_ms: give increasing red-line speeds, one per gear")
+
+
+def engine_envelope_ms2(params: CarParams, speed_ms: np.ndarray | float) -> np.ndarray:
+    """Engine acceleration (m/s^2) with full gas at each forward speed, over all gears (no
+    torque ripple or shift cut): the law the kernels apply, for the reference lap and plans."""
+    u = np.maximum(np.asarray(speed_ms, dtype=np.float64), 0.0)
+    if params.engine_curve:
+        speeds, fractions = (np.array(column) for column in zip(*params.engine_curve, strict=True))
+        return params.engine_accel_ms2 * np.interp(u, speeds, fractions)
+    return params.engine_accel_ms2 * np.maximum(0.0, 1.0 - u / params.engine_cutoff_ms)
 
 
 @dataclass
@@ -213,8 +239,41 @@ class Car:
         return bool(self._hit[0])
 
 
-CAR_PRESETS: dict[str, CarParams] = {"classic": CarParams()}
-"""Named cars (``env.car``): ``classic`` is the simulator's first car (1.4 g, 306 km/h)."""
+_KMH = 1.0 / 3.6
+
+TM2020 = CarParams(
+    engine_accel_ms2=16.0,
+    engine_curve=(
+        (0.0, 1.0),
+        (100 * _KMH, 1.0),
+        (101 * _KMH, 11 / 16),
+        (200 * _KMH, 11 / 16),
+        (201 * _KMH, 7 / 16),
+        (400 * _KMH, 7 / 16),
+        (401 * _KMH, 5.5 / 16),
+        (800 * _KMH, 5.5 / 16),
+        (801 * _KMH, 1 / 16),
+    ),
+    drag_per_m=0.85 / (900 * _KMH) ** 2,
+    rolling_ms2=0.15,
+    grip_ms2=75.0,
+    brake_decel_ms2=30.0,
+    gear_top_ms=(102 * _KMH, 162 * _KMH, 235 * _KMH, 342 * _KMH, 900 * _KMH),
+    upshift_frac=1.0,
+    downshift_frac=0.35,
+    torque_ripple=0.0,
+    shift_time_s=0.1,
+    surface_grip=(1.0, 0.25, 0.15),
+)
+"""The TrackMania 2020 stadium car, from public community measurements (docs/simulator.md,
+"Car presets"): five gears shifting up at 102, 162, 235 and 342 km/h; engine acceleration
+16 m/s^2 up to 100 km/h, 11 to 200, 7 to 400, 5.5 to 800, 1 beyond; top speed about 900 km/h
+on a level road; grip 75 m/s^2 (7.6 g; x 0.25 on dirt, x 0.15 on grass); brakes 30 m/s^2
+(assumed); the engine stops pushing for 0.1 s at each shift."""
+
+CAR_PRESETS: dict[str, CarParams] = {"classic": CarParams(), "tm2020": TM2020}
+"""Named cars (``env.car``): ``classic`` is the simulator's first car (1.4 g, 306 km/h);
+``tm2020`` the TrackMania 2020 stadium car (:data:`TM2020`)."""
 
 
 def car_params(name: str) -> CarParams:

@@ -69,6 +69,9 @@ def pack_params(p: CarParams, track: Track) -> np.ndarray:
     if len(p.surface_grip) != 3 or len(p.surface_drag_ms2) != 3:
         raise ValueError("surface_grip and surface_drag_ms2 need one value per surface (3)")
     values = head + list(p.surface_grip) + list(p.surface_drag_ms2) + list(p.gear_top_ms)
+    # engine curve (count, speeds, fractions) at the end: see _engine_curve
+    curve = list(p.engine_curve)
+    values += [float(len(curve))] + [c[0] for c in curve] + [c[1] for c in curve]
     return np.asarray(values, np.float64)
 
 
@@ -135,6 +138,25 @@ def project(tk: np.ndarray, x: float, z: float, hint: int) -> tuple[int, float, 
 
 
 @njit(cache=True)
+def _engine_curve(p: np.ndarray, u: float) -> float:
+    """Fraction of the engine force at speed ``u`` from the car's engine curve (its count sits
+    after the gear tops, then its speeds, then its fractions); -1 when the car has none."""
+    base = P_GEAR_TOPS + int(p[P_NGEARS])
+    n = int(p[base])
+    if n == 0:
+        return -1.0
+    speeds, fractions = base + 1, base + 1 + n
+    if u <= p[speeds]:
+        return p[fractions]
+    for k in range(1, n):
+        if u < p[speeds + k]:
+            lo, hi = p[speeds + k - 1], p[speeds + k]
+            w = (u - lo) / (hi - lo)
+            return p[fractions + k - 1] + w * (p[fractions + k] - p[fractions + k - 1])
+    return p[fractions + n - 1]
+
+
+@njit(cache=True)
 def _engine(st: np.ndarray, p: np.ndarray, u: float, dt: float) -> float:
     """Engine acceleration at forward speed ``u`` with full gas; shifts gear and sets rpm."""
     gear = int(st[GEAR])
@@ -152,6 +174,9 @@ def _engine(st: np.ndarray, p: np.ndarray, u: float, dt: float) -> float:
         return 0.0
     r = min(max(frac, 0.4), 1.0)
     torque = 1.0 + p[P_RIPPLE] * math.cos(math.pi * (r - 0.8) / 0.4)
+    curve = _engine_curve(p, u)
+    if curve >= 0.0:
+        return torque * p[P_ENGINE] * curve
     return torque * p[P_ENGINE] * max(0.0, 1.0 - u / p[P_CUTOFF])
 
 

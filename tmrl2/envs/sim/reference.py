@@ -4,9 +4,10 @@ The yardstick that learned lap times are compared with. At each centerline point
 
 1. cornering: the grip-limited speed ``sqrt(grip * surface_grip / curvature)``, capped at the
    car's top speed;
-2. forward pass from a standing start: the engine (its force envelope over the gears) minus
-   drag, rolling resistance and the slope, with only the grip left over from cornering
-   (friction circle: ``sqrt(1 - (v^2 k / grip)^2)`` of it), limits how fast speed grows;
+2. forward pass from a standing start: the engine (its force envelope over the gears, the law
+   the kernels apply, without the torque ripple and shift cuts) minus drag, rolling resistance
+   and the slope, with only the grip left over from cornering (friction circle:
+   ``sqrt(1 - (v^2 k / grip)^2)`` of it), limits how fast speed grows;
 3. backward pass from the end: brakes (with the grip left over), drag, rolling resistance and
    the slope limit how late the car can slow down for the next corner.
 
@@ -20,19 +21,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from tmrl2.envs.sim.car import CarParams
+from tmrl2.envs.sim.car import CarParams, engine_envelope_ms2
 from tmrl2.envs.sim.track import Track
 
 
 def top_speed_ms(params: CarParams) -> float:
-    """Speed where full gas on a level road just balances drag and rolling resistance."""
-    speeds = np.linspace(0.0, params.engine_cutoff_ms, 10001)
-    net = (
-        params.engine_accel_ms2 * (1.0 - speeds / params.engine_cutoff_ms)
-        - params.rolling_ms2
-        - params.drag_per_m * speeds**2
-    )
-    return float(speeds[np.argmax(net <= 0.0)]) if np.any(net <= 0.0) else speeds[-1]
+    """Speed where full gas on a level road just balances drag and rolling resistance (the
+    engine's envelope: :func:`~tmrl2.envs.sim.car.engine_envelope_ms2`)."""
+    if params.engine_curve:
+        peak = params.engine_accel_ms2 * max(f for _, f in params.engine_curve)
+        limit = float(np.sqrt(peak / params.drag_per_m)) if params.drag_per_m > 0 else 1e3
+        speeds = np.linspace(0.0, max(limit, params.engine_curve[-1][0]), 20001)
+    else:
+        speeds = np.linspace(0.0, params.engine_cutoff_ms, 10001)
+    net = engine_envelope_ms2(params, speeds) - params.rolling_ms2 - params.drag_per_m * speeds**2
+    return float(speeds[np.argmax(net <= 0.0)]) if np.any(net <= 0.0) else float(speeds[-1])
 
 
 def speed_profile(
@@ -63,7 +66,7 @@ def speed_profile(
     v = corner.copy()
     v[0] = 0.0
     for i in range(n - 1):
-        engine = p.engine_accel_ms2 * max(0.0, 1.0 - v[i] / p.engine_cutoff_ms)
+        engine = float(engine_envelope_ms2(p, v[i]))
         accel = (
             spare(v[i], i) * engine
             - rolling[i]
