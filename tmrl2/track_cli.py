@@ -94,7 +94,7 @@ def add_track_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
 
 def _car_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--car", help="car preset for the reference lap (env.car; default: the default car)"
+        "--car", help="car preset for the reference lap (env.car; default: env.car's default)"
     )
 
 
@@ -109,12 +109,13 @@ def add_commands(
 def run_track(args: argparse.Namespace) -> int:
     """Run ``tmrl2 track import|info``; exit code 0. A user's mistake raises a one-line
     :class:`ConfigError`."""
-    params = _car(args.car)
+    car = args.car or default_car()
+    params = _car(car)
     if args.track_command == "import":
         track, out = import_line(args)
-        print(f"wrote {out}: {track_summary(track, params, args.car)}")
+        print(f"wrote {out}: {track_summary(track, params, car)}")
     else:
-        print(track_summary(_load(args.track), params, args.car))
+        print(track_summary(_load(args.track), params, car))
     return 0
 
 
@@ -195,9 +196,14 @@ def parse_surface(text: str) -> tuple[float, float, int]:
     return start, end, SURFACES.index(name)
 
 
-def _car(name: str | None) -> CarParams | None:
-    if name is None:
-        return None
+def default_car() -> str:
+    """The car a run drives unless ``env.car`` says otherwise."""
+    from tmrl2.envs.sim.env import SimEnvConfig
+
+    return str(SimEnvConfig.model_fields["car"].default)
+
+
+def _car(name: str) -> CarParams:
     from tmrl2.envs.sim.car import car_params
 
     try:

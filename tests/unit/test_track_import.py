@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from tmrl2.config.load import ConfigError
+from tmrl2.envs.sim.car import car_params
 from tmrl2.envs.sim.env import SimEnv, SimEnvConfig
 from tmrl2.envs.sim.record import record_sim_reference
 from tmrl2.envs.sim.reference import reference_lap_time_s
 from tmrl2.envs.sim.track import DIRT, GRASS, ROAD, load_track
 from tmrl2.envs.sim.trackfile import import_reference_line, load_track_file
-from tmrl2.track_cli import add_commands
+from tmrl2.track_cli import add_commands, default_car
 
 
 def run_cli(argv: list[str]) -> int:
@@ -105,9 +106,9 @@ def test_summary_line_has_the_reference_lap_and_the_episode_cap(
     info = capsys.readouterr().out.strip()
     assert imported == f"wrote {out}: {info}"
     track = load_track_file(out)
-    reference = reference_lap_time_s(track)
+    reference = reference_lap_time_s(track, car_params(default_car()))
     cap = math.ceil(2.5 * reference * 1000.0 / 50.0)
-    assert f"reference lap {reference:.2f} s" in info
+    assert f"reference lap {reference:.2f} s (car {default_car()})" in info
     assert f"episode cap {cap} steps" in info
     assert f"length {track.length_m:.1f} m" in info
     assert f"{len(track.checkpoints_m)} checkpoints" in info and "walls" in info
@@ -119,7 +120,7 @@ def test_summary_line_has_the_reference_lap_and_the_episode_cap(
     assert run_cli(["track", "info", "stadium", "--car", "classic"]) == 0
     stadium = capsys.readouterr().out
     assert "over 2 laps" in stadium and "dirt" in stadium and "(car classic)" in stadium
-    expected = reference_lap_time_s(load_track("stadium"))
+    expected = reference_lap_time_s(load_track("stadium"), car_params("classic"))
     assert f"reference lap {expected:.2f} s" in stadium
 
 
@@ -255,8 +256,8 @@ def test_a_line_recorded_in_the_simulator_imports_back_at_its_length(
 ) -> None:
     recorded = record_sim_reference(tmp_path / "default")  # .npy added, as np.save does
     assert recorded.path == tmp_path / "default.npy" and recorded.path.is_file()
-    original = load_track("default")
-    reference = reference_lap_time_s(original)
+    original, params = load_track("default"), car_params(default_car())
+    reference = reference_lap_time_s(original, params)
     assert recorded.reference_lap_s == pytest.approx(reference)
     assert 0.9 * reference < recorded.lap_time_s < 1.15 * reference
     assert recorded.points == len(np.load(recorded.path)) > 100
@@ -266,7 +267,7 @@ def test_a_line_recorded_in_the_simulator_imports_back_at_its_length(
     again = load_track_file(out)
     assert again.length_m == pytest.approx(original.length_m, rel=0.03)
     # the same road: a lap on it takes about as long
-    assert reference_lap_time_s(again) == pytest.approx(reference, rel=0.1)
+    assert reference_lap_time_s(again, params) == pytest.approx(reference, rel=0.1)
     assert "reference lap" in capsys.readouterr().out
 
 

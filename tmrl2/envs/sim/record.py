@@ -16,7 +16,7 @@ import numpy as np
 from tmrl2.envs.sim.autopilot import Autopilot
 from tmrl2.envs.sim.env import SimEnv, SimEnvConfig
 from tmrl2.envs.sim.reference import reference_lap_time_s
-from tmrl2.envs.sim.track import check_track_name
+from tmrl2.envs.sim.tracklist import check_track_spec
 from tmrl2.rewards.reference import ReferenceLine
 
 
@@ -45,11 +45,13 @@ class RecordedLap:
 def record_sim_reference(out: Path, track: str = "default", max_steps: int = 20_000) -> RecordedLap:
     """Drive ``track`` with the autopilot and save the positions to ``out``.
 
-    Returns the point count, the lap time and the track's reference lap. Raises a one-line
-    :class:`ValueError` naming the known tracks for an unknown ``track``, and
+    ``track`` is any track spec (a bundled name, ``gen:<seed>``, a track file, a ``.npy``
+    line). Returns the point count, the lap time and the track's reference lap for the env's
+    default car. Raises a one-line :class:`ValueError` naming the known tracks for an unknown
+    ``track``, and
     :class:`RuntimeError` when the autopilot does not finish the lap.
     """
-    check_track_name(track)
+    check_track_spec(track)  # before building the env: one line, no pydantic wrapping
     env = SimEnv(SimEnvConfig(track=track, max_episode_steps=max_steps))
     _, info = env.reset(seed=0)
     pilot = Autopilot(env.track)
