@@ -46,8 +46,12 @@ def add_track_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
         description="Build a simulator track from the positions of a driven lap and write it "
         "as a track file, then print its summary (length, reference lap, episode cap).",
     )
-    imp.add_argument("line", type=Path, help="recorded line: .npy, N x 3 positions x y z, Y up")
-    imp.add_argument("out", type=Path, help="track file to write (.yaml, .yml or .json)")
+    imp.add_argument(
+        "line", type=Path, metavar="LINE.npy", help="recorded line: N x 3 positions x y z, Y up"
+    )
+    imp.add_argument(
+        "out", type=Path, metavar="OUT.yaml", help="track file to write (.yaml, .yml or .json)"
+    )
     imp.add_argument("--width", type=float, default=14.0, metavar="M", help="road width (14)")
     imp.add_argument(
         "--surface",
@@ -63,6 +67,13 @@ def add_track_parser(subparsers: argparse._SubParsersAction) -> None:  # type: i
     imp.add_argument("--name", help="track name (default: OUT's file name without suffix)")
     imp.add_argument(
         "--closed", action="store_true", help="the line is a loop: its end joins its start"
+    )
+    imp.add_argument(
+        "--laps",
+        type=int,
+        default=1,
+        metavar="N",
+        help="laps of a --closed loop to the finish (1)",
     )
     imp.add_argument(
         "--smooth",
@@ -96,6 +107,12 @@ def _car_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--car", help="car preset for the reference lap (env.car; default: env.car's default)"
     )
+    parser.add_argument(
+        "--png",
+        type=Path,
+        metavar="MAP.png",
+        help="also draw the track seen from above (road, dirt, borders, finish) to this file",
+    )
 
 
 def add_commands(
@@ -113,10 +130,24 @@ def run_track(args: argparse.Namespace) -> int:
     params = _car(car)
     if args.track_command == "import":
         track, out = import_line(args)
-        print(f"wrote {out}: {track_summary(track, params, car)}")
+        line = f"wrote {out}: {track_summary(track, params, car)}"
     else:
-        print(track_summary(_load(args.track), params, car))
+        track = _load(args.track)
+        line = track_summary(track, params, car)
+    if args.png is not None:
+        _draw(track, args.png)
+    print(line)
     return 0
+
+
+def _draw(track: Track, path: Path) -> None:
+    """The map of ``track`` seen from above as a PNG (:func:`~tmrl2.envs.sim.render.top_view`)."""
+    from tmrl2.envs.sim.render import top_view, write_png
+
+    try:
+        write_png(str(path), top_view(track, size=768))
+    except OSError as exc:
+        raise ConfigError(f"track --png: cannot write {path} ({exc.strerror or exc})") from None
 
 
 def import_line(args: argparse.Namespace) -> tuple[Track, Path]:
@@ -146,6 +177,8 @@ def import_line(args: argparse.Namespace) -> tuple[Track, Path]:
             f"numpy as np; np.save('line.npy', np.asarray(pickle.load(open('{args.line}', "
             "'rb')), float))\" and import line.npy"
         )
+    if args.laps < 1 or (args.laps > 1 and not args.closed):
+        raise ConfigError(f"track import: --laps {args.laps}: 1, or more with --closed")
     sections = [parse_surface(text) for text in args.surface]
     try:
         points = load_line(args.line)
@@ -157,6 +190,7 @@ def import_line(args: argparse.Namespace) -> tuple[Track, Path]:
             smooth_m=args.smooth,
             checkpoint_spacing_m=args.checkpoint_spacing,
             closed=args.closed,
+            laps=args.laps,
             surface_sections=sections,
             walls=not args.no_walls,
         )

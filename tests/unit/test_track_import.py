@@ -94,6 +94,11 @@ def test_closed_loop_imports_with_the_end_joined_to_the_start(tmp_path: Path) ->
     perimeter = np.pi * (3 * 350 - np.sqrt((3 * 200 + 150) * (200 + 3 * 150)))  # Ramanujan
     assert track.length_m == pytest.approx(perimeter, rel=0.02)
     assert np.hypot(*np.subtract(track.point_at(track.length_m), track.point_at(0.0))) < 1.0
+    twice = tmp_path / "ring2.yaml"
+    argv = ["track", "import", str(tmp_path / "ring.npy"), str(twice), "--closed", "--laps", "2"]
+    assert run_cli(argv) == 0
+    two = load_track_file(twice)
+    assert two.laps == 2 and two.length_m == pytest.approx(2 * track.length_m, rel=1e-3)
 
 
 def test_summary_line_has_the_reference_lap_and_the_episode_cap(
@@ -117,6 +122,10 @@ def test_summary_line_has_the_reference_lap_and_the_episode_cap(
         assert run_cli(["track", "info", spec]) == 0
         (line,) = capsys.readouterr().out.strip().splitlines()
         assert "reference lap" in line and "episode cap" in line
+    png = tmp_path / "map.png"
+    assert run_cli(["track", "info", str(out), "--png", str(png)]) == 0
+    assert capsys.readouterr().out.strip() == info
+    assert png.read_bytes().startswith(b"\x89PNG")
     assert run_cli(["track", "info", "stadium", "--car", "classic"]) == 0
     stadium = capsys.readouterr().out
     assert "over 2 laps" in stadium and "dirt" in stadium and "(car classic)" in stadium
@@ -170,6 +179,7 @@ def test_bad_recorded_lines_are_one_line_errors(
         (["--width", "0"], "--width must be a positive number"),
         (["--smooth", "-1"], "--smooth must be 0 or more"),
         (["--car", "nosuch"], "unknown car 'nosuch'"),
+        (["--laps", "2"], "--laps 2: 1, or more with --closed"),
     ],
 )
 def test_bad_options_are_one_line_errors(

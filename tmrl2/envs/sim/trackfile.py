@@ -150,6 +150,7 @@ def import_reference_line(
     checkpoint_spacing_m: float = 100.0,
     runoff_m: float = 40.0,
     closed: bool = False,
+    laps: int = 1,
     surface_sections: list[tuple[float, float, int]] | None = None,
     walls: bool = True,
 ) -> Track:
@@ -159,6 +160,7 @@ def import_reference_line(
     rest is resampled every ``spacing_m / 4``, smoothed with a Gaussian of ``smooth_m`` (the
     recording's jitter and the driver's weaving), resampled every ``spacing_m``, given
     ``width_m`` and checkpoints every ``checkpoint_spacing_m`` of arc length.
+    A ``closed`` line (a circuit) is a loop, driven ``laps`` times to the finish.
     ``surface_sections`` lists ``(from_m, to_m, surface code)`` by arc length of the imported
     road (the rest is road); ``walls=False`` leaves the borders open (grass beyond the road).
     Raises a one-line :class:`ValueError` for a line of the wrong shape, with NaN or infinite
@@ -184,6 +186,8 @@ def import_reference_line(
         )
     if not width_m > 0.0 or not np.isfinite(width_m):
         raise ValueError(f"the road width must be a positive number of metres, got {width_m}")
+    if laps < 1 or (laps > 1 and not closed):
+        raise ValueError(f"laps must be 1, or more on a closed loop; got {laps} (closed={closed})")
     if not spacing_m > 0.0 or not smooth_m >= 0.0:
         raise ValueError(f"spacing_m must be > 0 and smooth_m >= 0, got {spacing_m}, {smooth_m}")
     return track_from_line(
@@ -193,6 +197,7 @@ def import_reference_line(
         resample_m=spacing_m,
         smooth_m=smooth_m,
         closed=closed,
+        laps=laps,
         runoff_m=runoff_m,
         checkpoint_spacing_m=checkpoint_spacing_m,
         surface_sections=surface_sections,
