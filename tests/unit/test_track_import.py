@@ -294,3 +294,18 @@ def test_the_track_command_through_tmrl2_main(
     assert cli.main(["track", "import", str(line_file), str(out), "--surface", "1:2:ice"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown surface 'ice'" in err
+
+
+def test_a_figure_eight_imports_as_a_flat_junction_the_autopilot_drives(tmp_path: Path) -> None:
+    """A line crossing itself (docs/tracks.md, Limitations): each pass keeps its own walls."""
+    from tmrl2.envs.sim.autopilot import drive_lap
+
+    t = np.linspace(0.0, 2.0 * np.pi, 3000)
+    eight = np.stack([300.0 * np.sin(t), np.zeros_like(t), 150.0 * np.sin(2.0 * t)], 1)
+    np.save(tmp_path / "eight.npy", eight, allow_pickle=False)
+    out = tmp_path / "eight.yaml"
+    argv = ["track", "import", str(tmp_path / "eight.npy"), str(out), "--closed", "--width", "16"]
+    assert run_cli(argv) == 0
+    track = load_track_file(out)
+    lap = drive_lap(track)
+    assert lap is not None and lap <= 1.05 * reference_lap_time_s(track)
