@@ -331,3 +331,14 @@ def test_tm2020_grips_and_brakes_harder_and_laps_default_faster() -> None:
     lap = drive_lap(track, params)
     assert lap is not None and lap < 1.15 * reference
     assert lap < 0.7 * drive_lap(track)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("name", ["default", "alpine", "rally", "ring", "stadium"])
+def test_tm2020_autopilot_finishes_each_bundled_track_within_115_percent(name: str) -> None:
+    from tmrl2.envs.sim.autopilot import drive_lap
+    from tmrl2.envs.sim.car import car_params
+    from tmrl2.envs.sim.reference import reference_lap_time_s
+
+    track, params = load_track(name), car_params("tm2020")
+    lap = drive_lap(track, params)
+    assert lap is not None and lap <= 1.15 * reference_lap_time_s(track, params)
