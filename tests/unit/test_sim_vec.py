@@ -1,4 +1,5 @@
-"""The vectorized batch of cars: the single car's physics and LIDAR, N at a time."""
+"""The vectorized batch of cars: the single car's physics, LIDAR, telemetry and episodes, N at
+a time."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from tmrl2.envs.sim.autopilot import Autopilot
 from tmrl2.envs.sim.env import SimEnv, SimEnvConfig
+from tmrl2.envs.sim.randomize import DomainRandomization
 from tmrl2.envs.sim.vec import SimBatch
 
 
@@ -28,7 +30,7 @@ def test_each_car_follows_the_single_car_model(track: str) -> None:
         # a wall can round to either side, and the two models then part ways)
         actions = np.stack([pilot.act(env.car.state) for env in envs])
         actions[:, 2] += rng.normal(0.0, 0.05, 3)
-        obs, reward, terminated, truncated, _ = batch.step(actions)
+        obs, terminated, truncated, _ = batch.step(actions)
         assert not (terminated.any() or truncated.any())
         for i, env in enumerate(envs):
             single, *_ = env.step(actions[i])
@@ -45,23 +47,81 @@ def test_each_car_follows_the_single_car_model(track: str) -> None:
     assert batch.progress.min() > 300.0  # the cars really drove
 
 
-def test_shapes_rewards_and_auto_reset() -> None:
+KNOBS = DomainRandomization(
+    grip_frac=0.2,
+    mass_frac=0.1,
+    engine_frac=0.1,
+    steer_gain_frac=0.3,
+    steer_lag_s=0.2,
+    action_latency_steps=2,
+    lidar_noise_std=0.02,
+    speed_noise_std=0.01,
+    time_step_jitter_frac=0.2,
+)
+
+
+@pytest.mark.parametrize("knobs", [DomainRandomization(), KNOBS], ids=["plain", "randomized"])
+def test_cars_drive_the_episodes_of_simenvs_seeded_alike(knobs: DomainRandomization) -> None:
+    """Car i seeded s_i: the observations, ends, lap times and telemetry of a SimEnv reset
+    with seed s_i, episode after episode (tracks drawn, randomization drawn per episode)."""
+    cfg = SimEnvConfig(
+        tracks=["ring", "gen:3"],
+        track_id_input=True,
+        preview_points=4,
+        max_episode_steps=60,
+        randomization=knobs,
+    )
+    seeds = [11, 12, 13, 14]
+    batch = SimBatch(len(seeds), cfg, seeds)
+    envs = [SimEnv(cfg) for _ in seeds]
+    obs = batch.reset()
+    singles = [env.reset(seed=s) for env, s in zip(envs, seeds, strict=True)]
+    rng = np.random.default_rng(5)
+    ends = 0
+    driven = set(batch.track_index.tolist())
+    for _ in range(200):
+        for i, (single, _info) in enumerate(singles):
+            for key, value in single.items():
+                np.testing.assert_array_equal(obs[key][i], value, err_msg=key)
+        actions = rng.uniform(-1.0, 1.0, (len(seeds), 3)).astype(np.float32)
+        actions[:, 0] = 1.0
+        obs, terminated, truncated, lap = batch.step(actions)
+        infos = batch.infos()
+        singles = []
+        for i, env in enumerate(envs):
+            single, _, term, trunc, info = env.step(actions[i])
+            assert (term, trunc) == (terminated[i], truncated[i])
+            assert info.pop("lap_time_s", np.nan) == pytest.approx(lap[i], nan_ok=True, rel=0)
+            assert infos[i] == info
+            for key, value in single.items():
+                np.testing.assert_array_equal(obs[key][i], value, err_msg=key)
+            singles.append((single, info))
+        done = np.flatnonzero(terminated | truncated)
+        if len(done):
+            ends += len(done)
+            obs = batch.reset(done)
+            driven |= set(batch.track_index.tolist())
+            for i in done.tolist():
+                singles[i] = envs[i].reset()
+    assert ends >= 8
+    assert driven == {0, 1}
+
+
+def test_shapes_caps_and_resets_of_some_cars() -> None:
     cfg = SimEnvConfig(max_episode_steps=20)
-    batch = SimBatch(5, cfg, seed=1)
+    batch = SimBatch(5, cfg, seeds=1)
     obs = batch.reset()
     assert obs["lidar"].shape == (5, 1, 19) and obs["speed"].shape == (5, 1)
     assert obs["prev_actions"].shape == (5, 2, 3)
     full_gas = np.tile(np.array([[1.0, 0.0, 0.0]], np.float32), (5, 1))
-    total = np.zeros(5)
     for t in range(20):
-        obs, reward, terminated, truncated, info = batch.step(full_gas)
-        total += reward
-        if t < 19:
-            assert not truncated.any()
-    assert truncated.all() and not terminated.any()
-    assert info["final_obs_lidar"].shape == (5, 1, 19)
-    assert (total > 0.5).all()  # 0.1 per metre: about 7 m in the first second
-    assert (batch.steps == 0).all() and (batch.progress == 0).all()  # reset on their own
-    assert (obs["prev_actions"] == 0).all()
+        obs, terminated, truncated, _ = batch.step(full_gas)
+        assert truncated.all() == (t == 19) and not terminated.any()
+    assert (batch.progress > 5.0).all()
+    obs = batch.reset([1, 3])  # only these start over
+    assert batch.steps.tolist() == [20, 0, 20, 0, 20]
+    assert (obs["prev_actions"][[1, 3]] == 0).all() and (obs["prev_actions"][0] != 0).any()
     with pytest.raises(ValueError, match="at least one car"):
         SimBatch(0)
+    with pytest.raises(ValueError, match="env.image"):
+        SimBatch(2, SimEnvConfig(image=True))

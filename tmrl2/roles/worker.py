@@ -41,6 +41,7 @@ from tmrl2.roles.common import (
 )
 from tmrl2.roles.components import build_model
 from tmrl2.roles.pacing import Clock, Pacer, TrainerState, WaitLog
+from tmrl2.telemetry.episodes import episode_record
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class Worker:
         self._episode = (ep_return, ep_steps + 1, ep_terms)
         self._obs = next_obs
         if terminated or truncated:
-            self._episodes.append(_episode_record(ep_return, ep_steps + 1, info, ep_terms))
+            self._episodes.append(episode_record(ep_return, ep_steps + 1, info, ep_terms))
             self._obs, _ = self.env.reset()
             self._episode = (0.0, 0, {})
 
@@ -212,6 +213,10 @@ class Worker:
                     self.pacer.on_state(state, self.steps)
             msg = self.client.recv(timeout_ms=0)
 
+    def _chunk_meta(self) -> dict[str, Any]:
+        """Extra meta of each chunk (a vectorized worker's ``cars``)."""
+        return {}
+
     def _send_chunk(self) -> None:
         assert self.client is not None
         arrays = self.chunk.take()
@@ -226,6 +231,7 @@ class Worker:
             "session": self.session,
             "seq": self.seq,
             "sent": self.sent,
+            **self._chunk_meta(),
         }
         self._episodes = []
         if not self.client.try_send(Message("chunk", meta, arrays)):
@@ -247,20 +253,6 @@ class Worker:
                 )
 
 
-def _episode_record(
-    ep_return: float, steps: int, info: dict[str, Any], terms: dict[str, float]
-) -> dict[str, Any]:
-    lap = info.get("lap_time_s")
-    return {
-        "terms": {name: float(value) for name, value in terms.items()},
-        "return": ep_return,
-        "steps": steps,
-        "finished": bool(info.get("finished", False)),
-        "lap_time_s": float(lap) if lap is not None else None,
-        "progress_frac": float(info.get("progress_frac", 0.0)),
-    }
-
-
 def worker_name(config: Config, index: int) -> str:
     """The name of a local run's worker ``index`` (``-<index>`` appended after the first)."""
     return config.worker.name if index == 0 else f"{config.worker.name}-{index}"
@@ -277,23 +269,30 @@ def build_worker(
 ) -> Worker:
     """The worker role wired for real: env, actor, a ZeroMQ connection.
 
+    With ``worker.envs > 1`` (the simulator only) it is a
+    :class:`~tmrl2.roles.vec_worker.VecWorker` driving that many cars.
+
     Args:
         index: rank of this worker among a local run's workers (seeds and name differ).
     """
     set_torch_threads(config.worker.torch_threads)
-    env = build_env(config)
-    actor = build_model(config, env.observation_space, env.action_space).actor
     name = worker_name(config, index)
     stop = stop or NeverStop()
-    return Worker(
-        config,
-        env=env,
-        actor=actor,
-        connect=connector(config, address, "worker", name, stop, run_token, send_timeout_ms),
-        name=name,
-        seed=config.run.seed + 1000 * index,
-        stop=stop,
-    )
+    seed = config.run.seed + 1000 * index
+    connect = connector(config, address, "worker", name, stop, run_token, send_timeout_ms)
+    if config.worker.envs > 1:  # N simulator cars in this process (roles/vec_worker.py)
+        from tmrl2.roles.vec_worker import SEED_STRIDE, CarBatch, VecWorker, check_worker_envs
+
+        check_worker_envs(config)
+        seeds = [seed + i * SEED_STRIDE for i in range(config.worker.envs)]
+        cars = CarBatch(config, config.worker.envs, seeds)
+        actor = build_model(config, cars.observation_space, cars.action_space).actor
+        return VecWorker(
+            config, env=cars, actor=actor, connect=connect, name=name, seed=seed, stop=stop
+        )
+    env = build_env(config)
+    actor = build_model(config, env.observation_space, env.action_space).actor
+    return Worker(config, env=env, actor=actor, connect=connect, name=name, seed=seed, stop=stop)
 
 
 def run_worker(

@@ -13,7 +13,8 @@ compilation) and work on flat arrays:
   (a few microseconds: the single car is called once per env step).
 
 :class:`~tmrl2.envs.sim.car.Car` and :class:`~tmrl2.envs.sim.lidar.Lidar` call these with one
-row; :class:`~tmrl2.envs.sim.vec.SimBatch` with N rows.
+row; :class:`~tmrl2.envs.sim.vec.SimBatch` with N rows (:func:`step_cars_each`: a duration and a
+constants row per car, so that cars with randomized constants share one call).
 """
 
 from __future__ import annotations
@@ -319,6 +320,45 @@ def step_cars(
             touched = _collide(st, p, tk, dt) or touched
             _vertical(st, p, tk, dt)
         contact[i] = touched
+
+
+@njit(cache=True)
+def step_cars_each(
+    states: np.ndarray, controls: np.ndarray, durations_s: np.ndarray, params: np.ndarray,
+    tk: np.ndarray, contact: np.ndarray,
+) -> None:  # fmt: skip
+    """:func:`step_cars` with a duration and a constants vector per car (``durations_s``
+    ``(cars,)``, ``params`` ``(cars, P)``: each row :func:`pack_params` of that car, e.g.
+    randomized per episode), every car on the track ``tk``: the same arithmetic, car by car."""
+    for i in range(states.shape[0]):
+        p = params[i]
+        duration_s = durations_s[i]
+        substeps = max(1, math.ceil(duration_s / p[P_SUBSTEP] - 1e-9))
+        dt = duration_s / substeps
+        st = states[i]
+        gas, brake, steer = controls[i, 0], controls[i, 1], controls[i, 2]
+        touched = False
+        for _ in range(substeps):
+            _move(st, p, tk, gas, brake, steer, dt)
+            touched = _collide(st, p, tk, dt) or touched
+            _vertical(st, p, tk, dt)
+        contact[i] = touched
+
+
+@njit(cache=True)
+def wheel_surfaces_cars(
+    tk: np.ndarray, states: np.ndarray, params: np.ndarray, out: np.ndarray
+) -> None:  # fmt: skip
+    """:func:`wheel_surfaces` of each car (its wheels half its wheelbase ahead and behind,
+    half its width to each side, from its ``params`` row) into ``out`` ``(cars, 4)``."""
+    for i in range(states.shape[0]):
+        st = states[i]
+        codes = wheel_surfaces(
+            tk, st[X], st[Z], st[HEADING], int(st[SEG]), 0.5 * params[i, P_WHEELBASE],
+            params[i, P_HALF_WIDTH],
+        )  # fmt: skip
+        for k in range(4):
+            out[i, k] = codes[k]
 
 
 @njit(cache=True)

@@ -1,0 +1,177 @@
+"""The vectorized worker (``worker.envs: N``): per-car chunks equal to plain workers' chunks,
+chunks of several cars through the trainer's ingestion, start-up errors (issue 15)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from rolekit import FakeClock, FakeHub, tiny_config
+
+from tmrl2.config.schema import Config
+from tmrl2.envs.factory import build_env
+from tmrl2.envs.sim.autopilot import Autopilot
+from tmrl2.net.codec import Message
+from tmrl2.roles.components import build_model
+from tmrl2.roles.vec_worker import SEED_STRIDE, CarBatch, VecWorker, check_worker_envs
+from tmrl2.roles.worker import Worker
+
+CARS = 3
+STEPS = 400
+NOISE = (0.0, 0.3, 0.1)
+"""Steering noise per car around the autopilot (car 2 also stops after 40 steps: it stalls)."""
+
+
+TRACKS = {
+    "hill": "centerline: [[0, 0, 0], [120, 0, 0], [180, 4, 60], [260, 0, 60]]\n"
+    "width_m: 14\ncheckpoint_spacing_m: 80\nsurfaces: [{from_m: 90, to_m: 140, surface: dirt}]\n",
+    "zigzag": "centerline: [[0, 0, 0], [80, 0, -40], [160, -2, 0], [240, 0, -30], [300, 0, 0]]\n"
+    "width_m: 12\ncheckpoint_spacing_m: 100\n",
+}
+"""Two short tracks (a lap in about 10 s): finishes within a short test."""
+
+
+@pytest.fixture(scope="module")
+def tracks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("tracks")
+    paths = {}
+    for name, body in TRACKS.items():
+        path = folder / f"{name}.yaml"
+        path.write_text(f"format: tmrl2-track/1\nname: {name}\n{body}")
+        paths[name] = str(path)
+    return paths
+
+
+def _config(*sets: str) -> Config:
+    return tiny_config(
+        "worker.chunk_steps=40",
+        "env.stuck_steps=30",
+        "env.preview_points=3",
+        *sets,
+    )
+
+
+def _autopilot_actions(worker: Worker, car: int, steps: int) -> np.ndarray:
+    """Run a plain worker whose actions are the autopilot's (plus car ``car``'s noise) and
+    return them: the action table its vectorized twin replays."""
+    rng = np.random.default_rng(100 + car)
+    actions: list[np.ndarray] = []
+    sim = worker.env.unwrapped
+    pilots: dict[int, Autopilot] = {}
+
+    def act(obs: Any) -> np.ndarray:
+        pilot = pilots.setdefault(id(sim.track), Autopilot(sim.track))
+        action = pilot.act(sim.car.state).astype(np.float32)
+        action[2] = np.clip(action[2] + rng.normal(0.0, NOISE[car]), -1.0, 1.0)
+        if car == 2 and sim._steps >= 40:
+            action[:2] = (0.0, 1.0)  # brake: no more progress, the stall detector ends it
+        actions.append(action)
+        return action
+
+    worker._act = act  # type: ignore[method-assign]
+    worker.start()
+    for _ in range(steps):
+        assert worker.step(wait_ms=0)
+    worker.finish()
+    return np.stack(actions)
+
+
+def _plain(config: Config, hub: FakeHub, car: int) -> tuple[Worker, np.ndarray]:
+    env = build_env(config)
+    actor = build_model(config, env.observation_space, env.action_space).actor
+    worker = Worker(
+        config,
+        env=env,
+        actor=actor,
+        connect=hub.connector("worker", f"plain{car}"),
+        name=f"plain{car}",
+        seed=7 + car * SEED_STRIDE,
+        clock=FakeClock(),
+    )
+    return worker, _autopilot_actions(worker, car, STEPS)
+
+
+def _vectorized(config: Config, hub: FakeHub, table: np.ndarray) -> VecWorker:
+    cars = CarBatch(config, CARS, [7 + i * SEED_STRIDE for i in range(CARS)])
+    actor = build_model(config, cars.observation_space, cars.action_space).actor
+    worker = VecWorker(
+        config, env=cars, actor=actor, connect=hub.connector("worker", "vec"), name="vec", seed=7
+    )
+    step = iter(range(STEPS))
+    worker._act = lambda obs: table[:, next(step)]  # type: ignore[method-assign]
+    worker.start()
+    for _ in range(STEPS):
+        assert worker.step(wait_ms=0)
+    worker.finish()
+    return worker
+
+
+def _split(msg: Message) -> list[dict[str, np.ndarray]]:
+    cars, n = msg.meta["cars"], msg.meta["n"]
+    rows = n // cars
+    return [{k: a[i * rows : (i + 1) * rows] for k, a in msg.arrays.items()} for i in range(cars)]
+
+
+@pytest.mark.parametrize(
+    "case", ["hill", "zigzag", "two-tracks"], ids=["hill", "zigzag", "two-tracks"]
+)
+def test_simbatch_worker_chunks_equal_single_car_chunks_for_the_same_actions(
+    case: str, tracks: dict[str, str]
+) -> None:
+    """SimBatch worker chunks equal single-car chunks for the same actions: observations,
+    rewards, terminated/truncated (finish, cap, stall), chunk boundaries, episode records."""
+    if case == "two-tracks":
+        sets = (f"env.tracks=[{tracks['hill']}, {tracks['zigzag']}]", "env.track_id_input=true")
+    elif case == "zigzag":  # episodes capped before a lap
+        sets = (f"env.track={tracks[case]}", "env.max_episode_steps=120")
+    else:
+        sets = (f"env.track={tracks[case]}",)
+    config = _config(*sets)
+    hub = FakeHub(worker_credit=10_000)
+    plains, tables = zip(*(_plain(config, hub, car) for car in range(CARS)), strict=True)
+    vec = _vectorized(config, hub, np.stack(tables))
+    vec_msgs = vec.client.of_kind("chunk")  # type: ignore[union-attr]
+    assert {m.meta["cars"] for m in vec_msgs} == {CARS}
+    ends = {"finished": 0, "capped": 0, "stalled": 0}
+    for car, plain in enumerate(plains):
+        mine = plain.client.of_kind("chunk")  # type: ignore[union-attr]
+        assert len(mine) == len(vec_msgs) == -(-STEPS // 40)
+        for single, batch in zip(mine, vec_msgs, strict=True):
+            part = _split(batch)[car]
+            assert part.keys() == single.arrays.keys()
+            for key, array in single.arrays.items():
+                np.testing.assert_array_equal(part[key], array, err_msg=f"car {car} {key}")
+        records = [r for m in mine for r in m.meta["episodes"]]
+        vec_records = [
+            {k: v for k, v in r.items() if k != "car"}
+            for m in vec_msgs
+            for r in m.meta["episodes"]
+            if r["car"] == car
+        ]
+        assert vec_records == records and records
+        for record in records:
+            capped = record["steps"] == 120
+            end = "finished" if record["finished"] else "capped" if capped else "stalled"
+            ends[end] += 1
+    # every kind of episode end was compared
+    assert ends["stalled"] >= 1 and ends["capped" if case == "zigzag" else "finished"] >= 1
+    if case == "two-tracks":
+        driven = {r["track"] for m in vec_msgs for r in m.meta["episodes"]}
+        assert driven == {tracks["hill"], tracks["zigzag"]}
+
+
+def test_a_vectorized_worker_feeds_a_trainer_per_car() -> None:
+    pass
+
+
+def test_configs_the_batch_cannot_run_fail_at_start_up_in_one_line() -> None:
+    check_worker_envs(tiny_config("worker.envs=4"))
+    for sets, key in [
+        (["env.image=true"], "env.image"),
+        (["env.realtime=true"], "env.realtime"),
+        (["env.on_stuck=respawn"], "env.on_stuck"),
+    ]:
+        with pytest.raises(ValueError, match=key) as info:
+            check_worker_envs(tiny_config("worker.envs=4", *sets))
+        assert "worker.envs" in str(info.value) and "\n" not in str(info.value)

@@ -1,0 +1,244 @@
+"""The vectorized worker (``worker.envs: N``): N simulator cars in one process.
+
+One :class:`~tmrl2.envs.sim.vec.SimBatch` step and one batched policy forward per step for
+all N cars; each car's episodes, track and randomization are its own. :class:`CarBatch` adds
+what :func:`tmrl2.envs.factory.build_env` wraps around a ``SimEnv``, car by car: the
+configured reward (one real :class:`~tmrl2.rewards.base.Reward` object per car, fed the
+``info`` dict a ``SimEnv`` reports plus ``action``) and the stall detection
+(:class:`~tmrl2.envs.wrappers.NoProgressTruncation`'s rule, vectorized). So car ``i`` with
+seed ``s`` produces exactly the transitions of a plain :class:`~tmrl2.roles.worker.Worker`
+whose env was reset with seed ``s`` and given the same actions.
+
+Chunks stay per car: :class:`VecChunkBuilder` keeps ``chunk_steps`` rows per car, and one
+message carries all N sub-chunks car-major with meta ``cars: N`` (the trainer appends each
+car's rows on its own, :meth:`tmrl2.roles.ingest.Accepted.parts`). See docs/vectorized.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from tmrl2.algos.policy import as_tensor
+from tmrl2.config.schema import Config
+from tmrl2.envs.factory import build_reward
+from tmrl2.envs.observation import action_space, observation_space
+from tmrl2.memory.batch import chunk_key, chunk_spec, obs_parts
+from tmrl2.roles.pacing import Pacer
+from tmrl2.roles.worker import Worker, episode_record
+
+SEED_STRIDE = 1_000_003
+"""Car ``i`` of a worker seeded ``s`` is seeded ``s + i * SEED_STRIDE`` (car 0: ``s``, as a
+plain worker's env; apart from the seeds of the other workers of a run, ``s + 1000 k``)."""
+
+
+def check_worker_envs(config: Config) -> None:
+    """Raise a one-line ``ValueError`` when ``worker.envs > 1`` cannot run with this config
+    (another env than the simulator, or a simulator feature the batch does not support)."""
+    envs = config.worker.envs
+    if envs <= 1:
+        return
+    kind = getattr(config.env, "kind", "?")
+    if kind != "sim":
+        raise ValueError(
+            f"worker.envs: {envs} needs env.kind: sim (the batched simulator); env.kind is "
+            f"{kind!r}: set worker.envs: 1"
+        )
+    from tmrl2.envs.sim.env import SimEnvConfig
+    from tmrl2.envs.sim.vec import check_batch_config
+
+    if not isinstance(config.env, SimEnvConfig):
+        raise ValueError(
+            f"worker.envs: {envs} needs the simulator's env config: set worker.envs: 1"
+        )
+    check_batch_config(config.env)
+
+
+class CarBatch:
+    """``n`` simulator cars with their rewards and stall detection (module docstring)."""
+
+    def __init__(self, config: Config, n: int, seeds: int | Sequence[int]) -> None:
+        from tmrl2.envs.sim.env import SimEnvConfig
+        from tmrl2.envs.sim.vec import SimBatch
+
+        env_cfg = config.env
+        assert isinstance(env_cfg, SimEnvConfig)
+        self.n = n
+        self.sim = SimBatch(n, env_cfg, seeds)
+        self.observation_space = observation_space(env_cfg)
+        if env_cfg.track_id_input:  # as SimEnv does
+            self.observation_space.spaces["track_id"] = spaces.Box(
+                0.0, 1.0, (self.sim.n_train,), np.float32
+            )
+        self.action_space = action_space()
+        self.rewards = [build_reward(config) for _ in range(n)]
+        no_progress = getattr(config.reward, "no_progress", None)
+        if no_progress is not None:
+            self.grace, self.patience = no_progress.grace_steps, no_progress.patience_steps
+            self.min_progress = no_progress.min_progress_m
+        else:
+            self.grace, self.patience = 0, env_cfg.stuck_steps
+            self.min_progress = env_cfg.stuck_progress_m
+        self._stall_steps = np.zeros(n, np.int64)
+        self._since = np.zeros(n, np.int64)
+        self._anchor = np.zeros(n)
+
+    def reset(self, idx: Sequence[int] | np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """New episodes for the cars ``idx`` (all by default); every car's observation."""
+        cars = np.arange(self.n) if idx is None else np.asarray(idx, np.int64)
+        obs = self.sim.reset(cars)
+        for i, info in zip(cars.tolist(), self.sim.infos(cars, wall_contact=False), strict=True):
+            self.rewards[i].reset(info)
+        self._stall_steps[cars] = 0
+        self._since[cars] = 0
+        self._anchor[cars] = self.sim.progress[cars]
+        return obs
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """``(obs, reward, terminated, truncated, infos)``, one entry per car; cars whose
+        episode ended are not reset (call :meth:`reset` with them)."""
+        obs, terminated, truncated, lap = self.sim.step(actions)
+        infos = self.sim.infos()
+        reward = np.zeros(self.n)
+        for i in np.flatnonzero(terminated).tolist():
+            infos[i]["lap_time_s"] = float(lap[i])
+        for i, (info, fn) in enumerate(zip(infos, self.rewards, strict=True)):
+            info["action"] = actions[i]
+            reward[i] = fn(info)
+            terms = getattr(fn, "last_terms", None)
+            if terms is not None:
+                info["reward_terms"] = terms
+        # NoProgressTruncation, car by car
+        self._stall_steps += 1
+        progress = self.sim.progress
+        moved = progress >= self._anchor + self.min_progress
+        self._anchor = np.where(moved, progress, self._anchor)
+        self._since = np.where(moved, self._stall_steps, self._since)
+        stalled = self._stall_steps - np.maximum(self._since, self.grace) >= self.patience
+        stalled &= ~(terminated | truncated)
+        for i in np.flatnonzero(stalled).tolist():
+            infos[i]["stalled"] = True
+        return obs, reward, terminated, truncated | stalled, infos
+
+    def close(self) -> None:
+        """Nothing to release (the batch holds arrays only)."""
+
+
+class VecChunkBuilder:
+    """``size`` transitions per car for ``cars`` cars; :meth:`take` gives them car-major."""
+
+    def __init__(
+        self, obs_space: gym.Space[Any], action_space: spaces.Box, size: int, cars: int
+    ) -> None:
+        self.size, self.cars = size, cars
+        self._obs_keys = {
+            part: (chunk_key("obs", part, obs_space), chunk_key("next_obs", part, obs_space))
+            for part in obs_parts(obs_space)
+        }
+        self._arrays = {
+            name: np.zeros((cars, size, *shape), dtype)
+            for name, (shape, dtype) in chunk_spec(obs_space, action_space).items()
+        }
+        self.count = 0
+
+    def add(
+        self,
+        obs: dict[str, np.ndarray],
+        action: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        next_obs: dict[str, np.ndarray],
+    ) -> None:
+        """One step of every car (arrays with one row per car)."""
+        t = self.count
+        arrays = self._arrays
+        for part, (obs_name, next_name) in self._obs_keys.items():
+            arrays[obs_name][:, t] = obs[part]
+            arrays[next_name][:, t] = next_obs[part]
+        arrays["action"][:, t] = action
+        arrays["reward"][:, t] = reward
+        arrays["terminated"][:, t] = terminated
+        arrays["truncated"][:, t] = truncated
+        self.count += 1
+
+    @property
+    def full(self) -> bool:
+        return self.count >= self.size
+
+    def take(self) -> dict[str, np.ndarray]:
+        """The filled rows, car 0's first (``cars * count`` rows); the builder starts empty."""
+        count = self.count
+        chunk = {
+            name: np.array(array[:, :count]).reshape(self.cars * count, *array.shape[2:])
+            for name, array in self._arrays.items()
+        }
+        self.count = 0
+        return chunk
+
+
+class VecWorker(Worker):
+    """A :class:`Worker` driving a :class:`CarBatch`: one policy forward for all its cars per
+    step, chunks of ``cars`` sub-chunks (meta ``cars``). Pacing and credit count transitions
+    as the plain worker does (``steps`` grows by the number of cars per step)."""
+
+    def __init__(self, config: Config, *, env: CarBatch, actor: nn.Module, **kwargs: Any) -> None:
+        super().__init__(config, env=env, actor=actor, **kwargs)  # type: ignore[arg-type]
+        self.batch = env
+        self.cars = env.n
+        self.chunk = VecChunkBuilder(  # type: ignore[assignment]
+            env.observation_space, env.action_space, self.cfg.chunk_steps, self.cars
+        )
+        self.pacer = Pacer(
+            self.cfg.max_steps_per_update, self.cfg.chunk_steps * self.cars, self._realtime
+        )
+        self._random = np.random.default_rng(self.seed + 1)
+        self._returns = np.zeros(self.cars)
+        self._lengths = np.zeros(self.cars, np.int64)
+        self._terms: list[dict[str, float]] = [{} for _ in range(self.cars)]
+
+    def start(self) -> None:
+        self.client, _ = self._connect(self.session, {"weights_version": self.policy_version})
+        self._obs = self.batch.reset()
+
+    def _chunk_meta(self) -> dict[str, Any]:
+        return {"cars": self.cars}
+
+    def _env_step(self) -> None:
+        obs = self._obs
+        actions = self._act(obs)
+        next_obs, reward, terminated, truncated, infos = self.batch.step(actions)
+        self.chunk.add(obs, actions, reward, terminated, truncated, next_obs)  # type: ignore[arg-type]
+        self.steps += self.cars
+        self._returns += reward
+        self._lengths += 1
+        for terms, info in zip(self._terms, infos, strict=True):
+            for name, value in info.get("reward_terms", {}).items():
+                terms[name] = terms.get(name, 0.0) + value
+        done = np.flatnonzero(terminated | truncated)
+        if len(done):
+            for i in done.tolist():
+                record = episode_record(
+                    float(self._returns[i]), int(self._lengths[i]), infos[i], self._terms[i]
+                )
+                record["car"] = i
+                self._episodes.append(record)
+                self._returns[i], self._lengths[i], self._terms[i] = 0.0, 0, {}
+            next_obs = self.batch.reset(done)
+        self._obs = next_obs
+
+    def _act(self, obs: Any) -> np.ndarray:
+        if self.policy_version == 0 and self.steps < self.cfg.random_steps:
+            return self._random.uniform(-1.0, 1.0, (self.cars, 3)).astype(np.float32)
+        with torch.inference_mode():
+            batch = {key: as_tensor(value) for key, value in obs.items()}
+            action, _ = self.actor(batch, deterministic=False, with_logprob=False)
+        return np.asarray(action.numpy(), np.float32)
