@@ -184,6 +184,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"{key:>12}: {summary.get(key)}")
     for i, line in enumerate(summary.get("eval") or []):
         print(f"{'eval ' + str(i):>12}: {line}")
+    tracks = summary.get("tracks") or {}
+    if len(tracks) > 1:
+        print(f"{'training':>12}: track, episodes, finish rate (last 20), best lap / reference")
+        for name, row in tracks.items():
+            ratio = row.get("lap_ratio")
+            best = "-" if ratio is None else f"{row['best_lap_s']:.2f} s ({ratio:.3f}x)"
+            print(
+                f"{'':>12}  {name}: {row['episodes']}, {row['finish_rate']:.0%} "
+                f"({row['recent_finish_rate']:.0%}), {best}"
+            )
     if summary.get("eval_results") and len(summary["eval_results"]) > 1:
         from tmrl2.roles.evaluate import EpisodeResult, summary_line
 
@@ -292,7 +302,7 @@ def _cmd_record_reference(args: argparse.Namespace) -> int:
             lap = record_sim_reference(args.out, args.track)
         except (ValueError, RuntimeError) as exc:  # unknown track, driver never finished
             raise ConfigError(f"record-reference --track {args.track!r}: {_reason(exc)}") from None
-        print(f"{lap.describe()}; use it with --set reward.terms.progress.reference={args.out}")
+        print(f"{lap.describe()}; use it with --set reward.terms.progress.reference={lap.path}")
         return 0
     print(
         f"saved {count} points to {args.out}; use it with "

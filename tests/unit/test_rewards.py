@@ -195,7 +195,7 @@ def test_recorded_reference_gives_the_same_progress_as_the_centerline(tmp_path: 
     from tmrl2.envs.sim.record import record_sim_reference
 
     ref = tmp_path / "default.npy"
-    assert record_sim_reference(ref) > 100
+    assert record_sim_reference(ref).points > 100
     config = load_config(None, [f"reward.terms.progress.reference={ref}"])
     env = build_env(config)
     env.reset(seed=0)

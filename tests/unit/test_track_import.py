@@ -149,7 +149,7 @@ BAD_LINES = [
     (np.zeros((4, 50, 3)), r"shape \(4, 50, 3\)"),
     (_nan_line(), "NaN"),
     (np.repeat([[1.0, 2.0, 3.0]], 40, axis=0), "at least 3 distinct positions"),
-    (np.array([{"x": 1}], dtype=object), "not a numpy .npy file"),
+    (np.array([{"x": 1}], dtype=object), "pickled objects, refused"),
 ]
 
 

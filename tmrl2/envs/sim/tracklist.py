@@ -33,6 +33,8 @@ RANGE_PREFIX = "generated:"
 """``generated:A-B`` expands to the generated tracks ``gen:A`` to ``gen:B``."""
 MAX_RANGE = 100_000
 """Largest number of tracks one ``generated:`` range may name."""
+TRACK_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+"""Track files, read and built when a config naming them loads."""
 LINE_SUFFIX = ".npy"
 """A recorded line: positions along a driven lap, imported as a track."""
 CAP_FACTOR = 2.5
@@ -70,12 +72,17 @@ def expand_tracks(specs: Sequence[str]) -> list[str]:
 
 
 def check_track_spec(spec: str) -> None:
-    """Raise a one-line :class:`ValueError` unless ``spec`` names a loadable track (a
-    recorded ``.npy`` line is opened and its shape checked; other files only must exist)."""
+    """Raise a one-line :class:`ValueError` unless ``spec`` names a loadable track: a recorded
+    ``.npy`` line is opened and its shape checked, a track file is read and built (its path
+    and what is wrong in it), a name must be known."""
     if spec.endswith(LINE_SUFFIX):
         load_line(spec)
         return
     check_track_name(spec)
+    if spec.endswith(TRACK_FILE_SUFFIXES):
+        from tmrl2.envs.sim.trackfile import load_track_file
+
+        load_track_file(spec)
 
 
 def load_line(path: str | Path) -> np.ndarray:
@@ -86,7 +93,8 @@ def load_line(path: str | Path) -> np.ndarray:
     try:
         line = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"recorded line {str(path)!r} is not a numpy .npy file ({exc})") from None
+        why = "it holds pickled objects, refused" if "pickle" in str(exc) else str(exc)
+        raise ValueError(f"recorded line {str(path)!r} is not a numpy .npy array ({why})") from None
     if line.ndim != 2 or line.shape[1] != 3 or len(line) < 3:
         raise ValueError(
             f"recorded line {str(path)!r} has shape {line.shape}; expected (N >= 3, 3): "
