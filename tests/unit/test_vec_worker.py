@@ -7,13 +7,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from rolekit import FakeClock, FakeHub, tiny_config
+import torch
+from rolekit import FakeClock, FakeHub, FakeLearner, run_together, tiny_config
 
 from tmrl2.config.schema import Config
 from tmrl2.envs.factory import build_env
 from tmrl2.envs.sim.autopilot import Autopilot
 from tmrl2.net.codec import Message
-from tmrl2.roles.components import build_model
+from tmrl2.roles.chunks import wire_spec
+from tmrl2.roles.components import build_memory, build_model
+from tmrl2.roles.trainer import Trainer
 from tmrl2.roles.vec_worker import SEED_STRIDE, CarBatch, VecWorker, check_worker_envs
 from tmrl2.roles.worker import Worker
 
@@ -113,24 +116,49 @@ def _split(msg: Message) -> list[dict[str, np.ndarray]]:
     return [{k: a[i * rows : (i + 1) * rows] for k, a in msg.arrays.items()} for i in range(cars)]
 
 
-@pytest.mark.parametrize(
-    "case", ["hill", "zigzag", "two-tracks"], ids=["hill", "zigzag", "two-tracks"]
+ALL_TERMS = (
+    "reward.terms.progress.weight=0.5",
+    "reward.terms.checkpoint.per_checkpoint=0.3",
+    "reward.terms.speed.scale=0.01",
+    "reward.terms.off_track.penalty=0.2",
+    "reward.terms.wall.penalty=0.7",
+    "reward.terms.steering.scale=0.1",
+    "reward.terms.air_time.scale=2.0",
+    "reward.terms.time.penalty=0.01",
+    "reward.terms.finish.bonus=5.0",
 )
+
+
+def slow_down(info: dict[str, Any]) -> float:
+    """A custom reward term (by import path): the reward objects' path, car by car."""
+    return -0.01 * float(info["speed_ms"]) * float(info["action"][1])
+
+
+@pytest.mark.parametrize("case", ["hill", "zigzag", "two-tracks", "all-terms", "custom-term"])
 def test_simbatch_worker_chunks_equal_single_car_chunks_for_the_same_actions(
     case: str, tracks: dict[str, str]
 ) -> None:
     """SimBatch worker chunks equal single-car chunks for the same actions: observations,
-    rewards, terminated/truncated (finish, cap, stall), chunk boundaries, episode records."""
+    rewards (the vectorized built-in terms, or reward objects car by car), terminated and
+    truncated (finish, cap, stall), chunk boundaries, episode records with their terms."""
     if case == "two-tracks":
         sets = (f"env.tracks=[{tracks['hill']}, {tracks['zigzag']}]", "env.track_id_input=true")
     elif case == "zigzag":  # episodes capped before a lap
         sets = (f"env.track={tracks[case]}", "env.max_episode_steps=120")
+    elif case == "all-terms":
+        sets = (f"env.track={tracks['hill']}", *ALL_TERMS)
+    elif case == "custom-term":
+        sets = (
+            f"env.track={tracks['zigzag']}",
+            "reward.custom=[{kind: 'test_vec_worker:slow_down'}]",
+        )
     else:
         sets = (f"env.track={tracks[case]}",)
     config = _config(*sets)
     hub = FakeHub(worker_credit=10_000)
     plains, tables = zip(*(_plain(config, hub, car) for car in range(CARS)), strict=True)
     vec = _vectorized(config, hub, np.stack(tables))
+    assert (vec.batch.vec_reward is None) == (case == "custom-term")
     vec_msgs = vec.client.of_kind("chunk")  # type: ignore[union-attr]
     assert {m.meta["cars"] for m in vec_msgs} == {CARS}
     ends = {"finished": 0, "capped": 0, "stalled": 0}
@@ -156,13 +184,65 @@ def test_simbatch_worker_chunks_equal_single_car_chunks_for_the_same_actions(
             ends[end] += 1
     # every kind of episode end was compared
     assert ends["stalled"] >= 1 and ends["capped" if case == "zigzag" else "finished"] >= 1
+    if case == "all-terms":
+        terms = {name for m in vec_msgs for r in m.meta["episodes"] for name in r["terms"]}
+        assert len(terms) == len(ALL_TERMS)
     if case == "two-tracks":
         driven = {r["track"] for m in vec_msgs for r in m.meta["episodes"]}
         assert driven == {tracks["hill"], tracks["zigzag"]}
 
 
-def test_a_vectorized_worker_feeds_a_trainer_per_car() -> None:
-    pass
+def test_a_vectorized_worker_feeds_a_trainer_whose_memory_gets_per_car_chunks() -> None:
+    """A VecWorker of 4 cars and a Trainer (in-process, fake server): the trainer counts every
+    transition and episode, loses none, and its replay memory (3-step returns) holds exactly
+    what appending each car's sub-chunk on its own gives (appending whole chunks would not)."""
+    config = _config("worker.envs=4", "worker.chunk_steps=10", "memory.n_step=3")
+    hub = FakeHub()
+    cars = CarBatch(config, 4, [3, 4, 5, 6])
+    torch.manual_seed(0)
+    model = build_model(config, cars.observation_space, cars.action_space)
+    device = torch.device("cpu")
+    trainer = Trainer(
+        config,
+        memory=build_memory(config, cars.observation_space, cars.action_space, device),
+        learner=FakeLearner(model),
+        model=model,
+        spec=wire_spec(cars.observation_space, cars.action_space, compact=False),
+        connect=hub.connector("trainer", "trainer"),
+        live=False,
+        clock=FakeClock(),
+    )
+    worker = VecWorker(
+        config,
+        env=cars,
+        actor=build_model(config, cars.observation_space, cars.action_space).actor,
+        connect=hub.connector("worker", "vec"),
+        name="vec",
+        seed=3,
+        clock=FakeClock(),
+    )
+    trainer.start()
+    worker.start()
+    run_together(trainer, [worker], 400)
+    for _ in range(5):
+        trainer.step()
+    sent = worker.client.of_kind("chunk")  # type: ignore[union-attr]
+    assert trainer.counters["samples"] == worker.sent == sum(m.meta["n"] for m in sent) > 400
+    assert worker.steps - worker.sent == 4 * worker.chunk.count  # the partial chunk
+    assert trainer.ingest.samples_lost == 0 and trainer.counters["updates"] > 0
+    episodes = [r for m in sent for r in m.meta["episodes"]]
+    assert trainer.counters["episodes"] == len(episodes) > 0
+    assert {r["car"] for r in episodes} == {0, 1, 2, 3}
+    per_car = build_memory(config, cars.observation_space, cars.action_space, device)
+    whole = build_memory(config, cars.observation_space, cars.action_space, device)
+    for msg in sent:
+        for part in _split(msg):
+            per_car.append(part)
+        whole.append(msg.arrays)
+    got = trainer.memory.state_dict()["arrays"]
+    for key, array in per_car.state_dict()["arrays"].items():
+        np.testing.assert_array_equal(got[key], array, err_msg=key)
+    assert not np.array_equal(got["reward"], whole.state_dict()["arrays"]["reward"])
 
 
 def test_configs_the_batch_cannot_run_fail_at_start_up_in_one_line() -> None:

@@ -31,6 +31,7 @@ from tmrl2.envs.factory import build_reward
 from tmrl2.envs.observation import action_space, observation_space
 from tmrl2.memory.batch import chunk_key, chunk_spec, obs_parts
 from tmrl2.roles.pacing import Pacer
+from tmrl2.roles.vec_reward import VecReward
 from tmrl2.roles.worker import Worker, episode_record
 
 SEED_STRIDE = 1_000_003
@@ -61,9 +62,17 @@ def check_worker_envs(config: Config) -> None:
 
 
 class CarBatch:
-    """``n`` simulator cars with their rewards and stall detection (module docstring)."""
+    """``n`` simulator cars with their rewards and stall detection (module docstring).
 
-    def __init__(self, config: Config, n: int, seeds: int | Sequence[int]) -> None:
+    The reward is computed by :class:`~tmrl2.roles.vec_reward.VecReward` when it applies (the
+    built-in terms; ``per_car_rewards=True`` forces the general path), else by one reward
+    object per car fed ``SimEnv``'s ``info`` dicts. Each car's episode return terms are summed
+    here; :meth:`ended` gives the final ``info`` and the sums of the cars whose episode ended.
+    """
+
+    def __init__(
+        self, config: Config, n: int, seeds: int | Sequence[int], per_car_rewards: bool = False
+    ) -> None:
         from tmrl2.envs.sim.env import SimEnvConfig
         from tmrl2.envs.sim.vec import SimBatch
 
@@ -77,7 +86,20 @@ class CarBatch:
                 0.0, 1.0, (self.sim.n_train,), np.float32
             )
         self.action_space = action_space()
-        self.rewards = [build_reward(config) for _ in range(n)]
+        first = build_reward(config)
+        self.vec_reward = (
+            None if per_car_rewards or not VecReward.applies(first) else VecReward(first, n)  # type: ignore[arg-type]
+        )
+        self.rewards = (
+            [] if self.vec_reward else [first] + [build_reward(config) for _ in range(n - 1)]
+        )
+        names = self.vec_reward.names if self.vec_reward else []
+        self._sums = np.zeros((n, len(names)))
+        """Per-car episode sums of the vectorized reward's weighted terms."""
+        self._term_dicts: list[dict[str, float]] = [{} for _ in range(n)]
+        """Per-car episode sums of the reward objects' ``last_terms``."""
+        self._infos: list[dict[str, Any]] = []
+        self._lap = np.full(n, np.nan)
         no_progress = getattr(config.reward, "no_progress", None)
         if no_progress is not None:
             self.grace, self.patience = no_progress.grace_steps, no_progress.patience_steps
@@ -93,8 +115,13 @@ class CarBatch:
         """New episodes for the cars ``idx`` (all by default); every car's observation."""
         cars = np.arange(self.n) if idx is None else np.asarray(idx, np.int64)
         obs = self.sim.reset(cars)
-        for i, info in zip(cars.tolist(), self.sim.infos(cars, wall_contact=False), strict=True):
-            self.rewards[i].reset(info)
+        if self.vec_reward is not None:
+            self.vec_reward.reset(cars, self.sim.telemetry(cars))
+            self._sums[cars] = 0.0
+        else:
+            for i, info in zip(cars.tolist(), self.sim.infos(cars, False), strict=True):
+                self.rewards[i].reset(info)
+                self._term_dicts[i] = {}
         self._stall_steps[cars] = 0
         self._since[cars] = 0
         self._anchor[cars] = self.sim.progress[cars]
@@ -102,21 +129,17 @@ class CarBatch:
 
     def step(
         self, actions: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        """``(obs, reward, terminated, truncated, infos)``, one entry per car; cars whose
-        episode ended are not reset (call :meth:`reset` with them)."""
-        obs, terminated, truncated, lap = self.sim.step(actions)
-        infos = self.sim.infos()
-        reward = np.zeros(self.n)
-        for i in np.flatnonzero(terminated).tolist():
-            infos[i]["lap_time_s"] = float(lap[i])
-        for i, (info, fn) in enumerate(zip(infos, self.rewards, strict=True)):
-            info["action"] = actions[i]
-            reward[i] = fn(info)
-            terms = getattr(fn, "last_terms", None)
-            if terms is not None:
-                info["reward_terms"] = terms
-        # NoProgressTruncation, car by car
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """``(obs, reward, terminated, truncated)``, one row per car; cars whose episode ended
+        are not reset (read :meth:`ended`, then :meth:`reset` them)."""
+        obs, terminated, truncated, self._lap = self.sim.step(actions)
+        if self.vec_reward is not None:
+            tele = self.sim.telemetry()
+            reward, values = self.vec_reward(tele, self.sim.states, actions)
+            self._sums += values
+        else:
+            reward = self._rewards_car_by_car(actions, terminated)
+        # NoProgressTruncation's rule, car by car
         self._stall_steps += 1
         progress = self.sim.progress
         moved = progress >= self._anchor + self.min_progress
@@ -124,9 +147,39 @@ class CarBatch:
         self._since = np.where(moved, self._stall_steps, self._since)
         stalled = self._stall_steps - np.maximum(self._since, self.grace) >= self.patience
         stalled &= ~(terminated | truncated)
-        for i in np.flatnonzero(stalled).tolist():
-            infos[i]["stalled"] = True
-        return obs, reward, terminated, truncated | stalled, infos
+        return obs, reward, terminated, truncated | stalled
+
+    def _rewards_car_by_car(self, actions: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+        """What ``RewardWrapper`` does, for each car: ``reward(info)`` with ``info["action"]``."""
+        self._infos = infos = self.sim.infos()
+        for i in np.flatnonzero(terminated).tolist():
+            infos[i]["lap_time_s"] = float(self._lap[i])
+        reward = np.zeros(self.n)
+        for i, (info, fn, action, sums) in enumerate(
+            zip(infos, self.rewards, actions, self._term_dicts, strict=True)
+        ):
+            info["action"] = action
+            reward[i] = fn(info)
+            terms = getattr(fn, "last_terms", None)
+            if terms is not None:
+                info["reward_terms"] = terms
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0.0) + value
+        return reward
+
+    def ended(self, cars: Sequence[int]) -> list[tuple[dict[str, Any], dict[str, float]]]:
+        """``(final info, episode's weighted reward terms summed)`` of each car of ``cars``
+        whose episode ended at this step (before :meth:`reset`)."""
+        if self.vec_reward is None:
+            return [(self._infos[i], self._term_dicts[i]) for i in cars]
+        infos = self.sim.infos(np.asarray(cars, np.int64))
+        names = self.vec_reward.names
+        out = []
+        for i, info in zip(cars, infos, strict=True):
+            if not np.isnan(self._lap[i]):
+                info["lap_time_s"] = float(self._lap[i])
+            out.append((info, dict(zip(names, self._sums[i].tolist(), strict=True))))
+        return out
 
     def close(self) -> None:
         """Nothing to release (the batch holds arrays only)."""
@@ -203,7 +256,6 @@ class VecWorker(Worker):
         self._random = np.random.default_rng(self.seed + 1)
         self._returns = np.zeros(self.cars)
         self._lengths = np.zeros(self.cars, np.int64)
-        self._terms: list[dict[str, float]] = [{} for _ in range(self.cars)]
 
     def start(self) -> None:
         self.client, _ = self._connect(self.session, {"weights_version": self.policy_version})
@@ -215,23 +267,18 @@ class VecWorker(Worker):
     def _env_step(self) -> None:
         obs = self._obs
         actions = self._act(obs)
-        next_obs, reward, terminated, truncated, infos = self.batch.step(actions)
+        next_obs, reward, terminated, truncated = self.batch.step(actions)
         self.chunk.add(obs, actions, reward, terminated, truncated, next_obs)  # type: ignore[arg-type]
         self.steps += self.cars
         self._returns += reward
         self._lengths += 1
-        for terms, info in zip(self._terms, infos, strict=True):
-            for name, value in info.get("reward_terms", {}).items():
-                terms[name] = terms.get(name, 0.0) + value
-        done = np.flatnonzero(terminated | truncated)
-        if len(done):
-            for i in done.tolist():
-                record = episode_record(
-                    float(self._returns[i]), int(self._lengths[i]), infos[i], self._terms[i]
-                )
+        done = np.flatnonzero(terminated | truncated).tolist()
+        if done:
+            for i, (info, terms) in zip(done, self.batch.ended(done), strict=True):
+                record = episode_record(float(self._returns[i]), int(self._lengths[i]), info, terms)
                 record["car"] = i
                 self._episodes.append(record)
-                self._returns[i], self._lengths[i], self._terms[i] = 0.0, 0, {}
+                self._returns[i], self._lengths[i] = 0.0, 0
             next_obs = self.batch.reset(done)
         self._obs = next_obs
 

@@ -414,20 +414,15 @@ class SimBatch:
     # ----------------------------------------------------------------- telemetry
     def telemetry(self, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The step's telemetry of the cars ``idx`` (all by default) as one array per key,
-        one row per car (``wheels``: ``(cars, 4)`` surface codes)."""
+        one row per car (the keys a reward reads most; :meth:`infos` has them all)."""
         cars = np.arange(self.n) if idx is None else np.asarray(idx, np.int64)
         st = self.states[cars]
         length, progress = self.length[cars], self.progress[cars]
         tracks = self.track_index[cars]
         checkpoint = np.zeros(len(cars), np.int64)
-        wheels = np.zeros((len(cars), 4), np.int64)
         for t in np.unique(tracks).tolist():
-            kit = self.kit(t)
             sel = tracks == t
-            checkpoint[sel] = np.searchsorted(kit.checkpoints, progress[sel], side="right")
-            out = np.zeros((int(sel.sum()), 4), np.int64)
-            kernels.wheel_surfaces_cars(kit.table, st[sel], self.params[cars[sel]], out)
-            wheels[sel] = out
+            checkpoint[sel] = np.searchsorted(self.kit(t).checkpoints, progress[sel], "right")
         jitter = self._jitter[cars]
         race_ms = self.steps[cars] * self.config.time_step_ms
         if (jitter > 0.0).any():
@@ -442,8 +437,19 @@ class SimBatch:
             "checkpoint": checkpoint,
             "race_time_ms": race_ms,
             "track_length_m": length,
-            "wheels": wheels,
         }
+
+    def _wheels(self, cars: np.ndarray) -> np.ndarray:
+        """``(cars, 4)`` surface codes under the wheels (``Car.wheel_surfaces`` of each)."""
+        wheels = np.zeros((len(cars), 4), np.int64)
+        tracks = self.track_index[cars]
+        for t in np.unique(tracks).tolist():
+            sel = tracks == t
+            out = np.zeros((int(sel.sum()), 4), np.int64)
+            rows = self.states[cars[sel]]
+            kernels.wheel_surfaces_cars(self.kit(t).table, rows, self.params[cars[sel]], out)
+            wheels[sel] = out
+        return wheels
 
     def infos(
         self, idx: np.ndarray | None = None, wall_contact: bool = True
@@ -464,7 +470,7 @@ class SimBatch:
         speed, finished = tele["speed_ms"].tolist(), tele["finished"].tolist()
         wall = tele["wall_contact"].tolist() if wall_contact else [False] * count
         checkpoint, race = tele["checkpoint"].tolist(), tele["race_time_ms"].tolist()
-        length, wheels = tele["track_length_m"].tolist(), tele["wheels"].tolist()
+        length, wheels = tele["track_length_m"].tolist(), self._wheels(cars).tolist()
         tracks = self.track_index[cars].tolist()
         names = [self.tracks.names[t] for t in tracks]
         refs = [self.kit(t).reference_s for t in tracks]
