@@ -71,3 +71,10 @@ def test_one_step_memory_has_no_discount() -> None:
     memory = RingMemory(RingMemoryConfig(capacity=8), SPACE, ACTION_SPACE)
     memory.append(chunk(0, 3, terminated_at_end=True))
     assert memory.sample(4).discount is None
+
+
+def test_a_chunk_without_an_episode_end_runs_to_its_last_row() -> None:
+    last, returns, discount = nstep_returns(np.ones(5, np.float32), np.zeros(5, bool), 3, 0.5)
+    np.testing.assert_array_equal(last, [2, 3, 4, 4, 4])
+    np.testing.assert_allclose(returns, [1.75, 1.75, 1.75, 1.5, 1.0])
+    np.testing.assert_allclose(discount, [0.125, 0.125, 0.125, 0.25, 0.5])

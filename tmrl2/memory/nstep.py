@@ -34,7 +34,10 @@ def nstep_returns(
     # the first episode end at or after each row (rows - 1 when the chunk ends first)
     ends = np.flatnonzero(done)
     pos = np.searchsorted(ends, index)
-    episode_end = np.where(pos < len(ends), ends[np.minimum(pos, len(ends) - 1)], rows - 1)
+    if len(ends):
+        episode_end = np.where(pos < len(ends), ends[np.minimum(pos, len(ends) - 1)], rows - 1)
+    else:  # no episode ends in this chunk: every row runs to the chunk's end at most
+        episode_end = np.full(rows, rows - 1)
     last = np.minimum(index + n - 1, episode_end).astype(np.int64)
     returns = np.zeros(rows, dtype=np.float64)
     for j in range(n):
