@@ -158,7 +158,7 @@ def test_gas_pays_progress_reward() -> None:
     steps = run(env, lambda e: GAS, 20)  # type: ignore[arg-type]
     assert all(step[1] > 0 for step in steps[1:])
     assert steps[-1][4]["speed_ms"] > 10.0
-    assert steps[-1][0]["speed"][0] == pytest.approx(steps[-1][4]["speed_ms"] / 100.0)
+    assert steps[-1][0]["speed"][0] == pytest.approx(steps[-1][4]["speed_ms"] * 3.6 / 1000.0)
     vx, _, vz = steps[-1][4]["velocity"]
     assert np.hypot(vx, vz) == pytest.approx(steps[-1][4]["speed_ms"])
     assert steps[-1][4]["yaw_pitch_roll"][0] == env.unwrapped.car.state.heading  # type: ignore[attr-defined]

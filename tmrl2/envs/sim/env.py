@@ -40,8 +40,9 @@ __all__ = ["DomainRandomization", "SimEnv", "SimEnvConfig"]
 
 log = logging.getLogger(__name__)
 
-SPEED_REF_MS = 100.0
-"""The ``speed`` observation is the car's speed divided by this (top speed is about 80 m/s)."""
+SPEED_REF_MS = 1000.0 / 3.6
+"""The ``speed`` observation is the car's speed divided by this: TrackMania's speed cap,
+1000 km/h, so that the game's fast maps never saturate it (shared with the game env)."""
 START_OFFSET_NOISE_M = 0.2
 """Largest random lateral offset of the car at the start (seeded)."""
 START_HEADING_NOISE_RAD = 0.01
@@ -73,8 +74,10 @@ class SimEnvConfig(TelemetryEnvConfig):
     track_id_input: bool = False
     """A one-hot ``track_id`` observation (one entry per track of ``tracks``; all zero on any
     other track). Off: a generalist driver must not need it."""
-    car: str = "classic"
-    """The car (:data:`tmrl2.envs.sim.car.CAR_PRESETS`)."""
+    car: str = "tm2020"
+    """The car (:data:`tmrl2.envs.sim.car.CAR_PRESETS`): ``tm2020``, calibrated to the
+    TrackMania 2020 stadium car (docs/simulator.md), or ``classic``, the first simulator car
+    (1.4 g, 306 km/h; laps about 1.5x slower)."""
     realtime: bool = False
     """Step at ``1000 / time_step_ms`` Hz of wall clock through rtgym instead of fast mode."""
     lidar_range_m: float = Field(default=100.0, gt=0)
