@@ -5,7 +5,7 @@ training tracks of ``--config`` (default: ``configs/sim_generalist.yaml``, five 
 tracks), then evaluates the final policy deterministically, without randomization, on
 
 - the *unseen* generated tracks ``--unseen`` (default ``generated:100-119``), and
-- the bundled tracks (``default``, ``alpine``, ``rally``, ``ring``),
+- the bundled tracks (``default``, ``alpine``, ``rally``, ``ring``, ``stadium``),
 
 and prints a table per set plus one summary line: finish rate and median lap / reference
 ratio. Targets (issue 15): unseen finish rate >= 80 %, median lap <= 1.10x the reference.
@@ -36,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tmrl2.envs.sim.track import known_tracks  # noqa: E402
 from tmrl2.envs.sim.tracklist import expand_tracks  # noqa: E402
 from tmrl2.roles.evaluate import (  # noqa: E402
     EpisodeResult,
@@ -46,7 +47,6 @@ from tmrl2.roles.evaluate import (  # noqa: E402
     track_table,
 )
 
-BUNDLED = ["default", "alpine", "rally", "ring"]
 NO_RANDOMIZATION = [
     f"env.randomization.{knob}=0"
     for knob in (
@@ -139,7 +139,11 @@ def main() -> int:
         f"run {run_dir}: {summary.get('samples')} samples, {summary.get('updates')} updates "
         f"in {summary.get('elapsed_s')} s; trained on {len(trained)} track(s)"
     )
-    sets = {"training tracks": trained, "unseen generated tracks": unseen, "bundled": BUNDLED}
+    sets = {
+        "training tracks": trained,
+        "unseen generated tracks": unseen,
+        "bundled": known_tracks(),
+    }
     results: dict[str, Any] = {"run_dir": str(run_dir), "machine": machine(), "sets": {}}
     for title, tracks in sets.items():
         episodes = evaluate(config, actor, 1, tracks=tracks)
