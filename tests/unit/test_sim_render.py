@@ -84,3 +84,31 @@ def test_preview_points_lie_ahead_in_the_car_frame() -> None:
     # The default track starts straight: points 10, 20, ... m straight ahead.
     np.testing.assert_allclose(preview[:, 0], np.arange(1, 6) * 0.1, atol=0.01)
     np.testing.assert_allclose(preview[:, 1], 0.0, atol=0.01)
+
+
+def _overpass(rise_m: float):  # type: ignore[no-untyped-def]
+    """A straight along +x, a 270-degree right turn climbing ``rise_m``, and a straight that
+    crosses the first one near x = 160."""
+    from tmrl2.envs.sim.track import build_track, course_points
+
+    course = [(0.0, 200.0, 0.0), (270.0, 40.0 * 1.5 * np.pi, rise_m), (0.0, 100.0, 0.0)]
+    return build_track("overpass", course_points(course, every_m=10.0), width_m=12.0)
+
+
+def test_a_bridge_is_two_levels_not_a_flat_junction() -> None:
+    from tmrl2.envs.sim.render import BORDER_C, ROAD_C, Renderer, TrackTexture
+
+    bridge, flat = TrackTexture(_overpass(10.0)), TrackTexture(_overpass(0.0))
+    assert flat.upper is None and bridge.upper is not None
+    crossing = np.column_stack([np.linspace(145.0, 175.0, 61), np.zeros(61)])
+    ix, iz = bridge.index(crossing[:, 0], crossing[:, 1])
+    # along the lower road, the lower level is road all the way: no border of the bridge
+    assert np.all(bridge.classes[iz, ix] == ROAD_C)
+    assert np.any(flat.classes[iz, ix] == BORDER_C)  # flat: the junction's borders
+    # the upper level shows the bridge's borders where it crosses the lower road
+    assert np.any(bridge.upper[iz, ix] == BORDER_C)
+    # the camera: a car below sees the lower level, a car on the bridge the upper one
+    renderer = Renderer(_overpass(10.0), 48, 48)
+    below = renderer.render(140.0, 0.0, 0.0, y=0.0)
+    above = renderer.render(140.0, 0.0, 0.0, y=10.0)
+    assert not np.array_equal(below, above)

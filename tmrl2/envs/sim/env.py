@@ -382,7 +382,7 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
     def _render(self) -> np.ndarray:
         assert self.renderer is not None
         st = self.car.state
-        image = self.renderer.render(st.x, st.z, st.heading)
+        image = self.renderer.render(st.x, st.z, st.heading, st.y)
         knobs = self.config.randomization
         if self._brightness == 0.0 and self._contrast == 1.0 and knobs.noise_std == 0.0:
             return image

@@ -8,6 +8,11 @@ grey levels or colours; rays that miss the ground within ``view_m`` show the sky
 the car's frame depend only on the camera, so they are computed once: a frame costs a few
 numpy operations on ``width x height`` pixels, whatever the track's length.
 
+Bridges: where the road passes over itself (an imported map that crosses over, at least
+:data:`CLEARANCE_M` higher), the texture keeps two levels, and a frame shows at each pixel the
+level nearer the car's height: the car on the bridge sees the bridge's road and borders, the
+car below sees its own road run under it, never a flat junction of both.
+
 Simplifications: the ground is flat at the car's height (hills are not drawn), walls are drawn
 as bright border lines on the ground, and the car itself is not drawn.
 """
@@ -33,6 +38,9 @@ COLOR = np.array(
 """RGB colour of each class."""
 MAX_TEXELS = 16_000_000
 """Largest texture; the texel grows on very large tracks to stay under it."""
+CLEARANCE_M = 3.0
+"""Two road pieces over the same ground whose heights differ by more are two levels (a
+bridge), not one junction."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,12 @@ class TrackTexture:
         self.origin = lo
         shape = np.ceil((hi - lo) / self.texel_m).astype(int) + 1
         self.classes = np.full((shape[1], shape[0]), GRASS_C, np.uint8)
-        """``(rows along z, columns along x)`` class of each texel."""
+        """``(rows along z, columns along x)`` class of each texel (the lower level where
+        the road passes over itself)."""
+        self.upper: np.ndarray | None = None
+        """Classes of the upper level (None: the track never passes over itself)."""
+        self.split_y: np.ndarray | None = None
+        """Per texel, the height between the two levels (cars above it see ``upper``)."""
         self._paint(track)
         self.flat = self.classes.ravel()
         """The texture as one row (texel ``(row, col)`` is ``row * columns + col``)."""
@@ -93,7 +106,25 @@ class TrackTexture:
         cls = np.where(finish[:, None] & (dist <= 0.0), finish_cls, cls)
         keep = dist <= 0.0
         ix, iz = self.index(pts[keep][:, 0], pts[keep][:, 1])
-        self.classes[iz, ix] = cls[keep].astype(np.uint8)
+        painted = cls[keep].astype(np.uint8)
+        y = np.broadcast_to(track.points[seg][:, 1][:, None], keep.shape)[keep]
+        texel = iz * self.classes.shape[1] + ix
+        low = np.full(self.classes.size, np.inf)
+        high = np.full(self.classes.size, -np.inf)
+        np.minimum.at(low, texel, y)
+        np.maximum.at(high, texel, y)
+        if not np.any(high - low > CLEARANCE_M):
+            self.classes[iz, ix] = painted
+            return
+        # Two levels: each painted sample goes to the level it is nearer to.
+        with np.errstate(invalid="ignore"):  # unpainted texels: inf - inf
+            split = 0.5 * (low + high)
+        on_top = (high[texel] - low[texel] > CLEARANCE_M) & (y > split[texel])
+        self.classes[iz[~on_top], ix[~on_top]] = painted[~on_top]
+        self.upper = self.classes.copy()
+        self.upper[iz[on_top], ix[on_top]] = painted[on_top]
+        two = high - low > CLEARANCE_M
+        self.split_y = np.where(two, split, np.inf).astype(np.float32)
 
     def index(self, x: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Texel column and row of world positions (clipped to the texture)."""
@@ -144,8 +175,8 @@ class Renderer:
         self._lateral = lateral.ravel()[self._ground] / texel
         self._classes = np.full(self.width * self.height, SKY_C, np.uint8)
 
-    def render(self, x: float, z: float, heading: float) -> np.ndarray:
-        """The image seen from a car at ``(x, z)`` facing ``heading``."""
+    def render(self, x: float, z: float, heading: float, y: float = 0.0) -> np.ndarray:
+        """The image seen from a car at ``(x, z)`` (height ``y``) facing ``heading``."""
         tex = self.texture
         c, sn = math.cos(heading), math.sin(heading)
         col = (x - tex.origin[0]) / tex.texel_m
@@ -155,7 +186,14 @@ class Renderer:
         iz = (row + self._forward * sn + self._lateral * c).astype(np.int64)
         iz *= tex.classes.shape[1]
         iz += ix
-        self._classes[self._ground] = tex.flat.take(iz, mode="clip")
+        if tex.upper is None or tex.split_y is None:
+            self._classes[self._ground] = tex.flat.take(iz, mode="clip")
+        else:  # a bridge in the texture: the level nearer the car's height
+            above = y > tex.split_y.ravel().take(iz, mode="clip")
+            lower = tex.flat.take(iz, mode="clip")
+            self._classes[self._ground] = np.where(
+                above, tex.upper.ravel().take(iz, mode="clip"), lower
+            )
         shape = (self.height, self.width, 3) if self.color else (self.height, self.width)
         return self.palette.take(self._classes, axis=0).reshape(shape)
 

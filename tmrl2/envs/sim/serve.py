@@ -236,7 +236,7 @@ class SimServer:
 
     def frame(self) -> p.Frame:
         car = self.env.car.state
-        image = self.renderer.render(car.x, car.z, car.heading)
+        image = self.renderer.render(car.x, car.z, car.heading, car.y)
         h, w = image.shape[:2]
         return p.Frame(self._race.seq + 1, w, h, 3 if image.ndim == 3 else 1, image.tobytes())
 
