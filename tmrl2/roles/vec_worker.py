@@ -29,36 +29,17 @@ from tmrl2.algos.policy import as_tensor
 from tmrl2.config.schema import Config
 from tmrl2.envs.factory import build_reward
 from tmrl2.envs.observation import action_space, observation_space
+from tmrl2.envs.sim.vec_check import check_worker_envs
 from tmrl2.memory.batch import chunk_key, chunk_spec, obs_parts
 from tmrl2.roles.pacing import Pacer
 from tmrl2.roles.vec_reward import VecReward
 from tmrl2.roles.worker import Worker, episode_record
 
+__all__ = ["SEED_STRIDE", "CarBatch", "VecChunkBuilder", "VecWorker", "check_worker_envs"]
+
 SEED_STRIDE = 1_000_003
 """Car ``i`` of a worker seeded ``s`` is seeded ``s + i * SEED_STRIDE`` (car 0: ``s``, as a
 plain worker's env; apart from the seeds of the other workers of a run, ``s + 1000 k``)."""
-
-
-def check_worker_envs(config: Config) -> None:
-    """Raise a one-line ``ValueError`` when ``worker.envs > 1`` cannot run with this config
-    (another env than the simulator, or a simulator feature the batch does not support)."""
-    envs = config.worker.envs
-    if envs <= 1:
-        return
-    kind = getattr(config.env, "kind", "?")
-    if kind != "sim":
-        raise ValueError(
-            f"worker.envs: {envs} needs env.kind: sim (the batched simulator); env.kind is "
-            f"{kind!r}: set worker.envs: 1"
-        )
-    from tmrl2.envs.sim.env import SimEnvConfig
-    from tmrl2.envs.sim.vec import check_batch_config
-
-    if not isinstance(config.env, SimEnvConfig):
-        raise ValueError(
-            f"worker.envs: {envs} needs the simulator's env config: set worker.envs: 1"
-        )
-    check_batch_config(config.env)
 
 
 class CarBatch:

@@ -383,7 +383,7 @@ def wheel_surfaces(
 
 
 # ---------------------------------------------------------------- LIDAR
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lidar_cars(
     states: np.ndarray, angles: np.ndarray, range_m: float, ahead: int, behind: int,
     tk: np.ndarray, walls: np.ndarray, out: np.ndarray,
@@ -393,6 +393,8 @@ def lidar_cars(
     ``behind`` before to ``ahead`` after the car's, in the direction the car faces (see
     :mod:`tmrl2.envs.sim.lidar`)."""
     rows = walls.shape[0]
+    beams = angles.shape[0]
+    best = np.empty(beams)
     for i in range(states.shape[0]):
         st = states[i]
         x, z, heading, seg = st[X], st[Z], st[HEADING], int(st[SEG])
@@ -401,8 +403,7 @@ def lidar_cars(
         else:
             lo, hi = seg - ahead, seg + behind
         first, stop = max(lo + 1, 0), min(hi + 2, rows)  # wall row k + 1 is beside segment k
-        beams = angles.shape[0]
-        best = np.full(beams, range_m)
+        best[:] = range_m
         rx, rz = np.cos(heading + angles), np.sin(heading + angles)
         hx, hz = math.cos(heading), math.sin(heading)
         range2 = range_m * range_m
@@ -420,15 +421,19 @@ def lidar_cars(
                 if near2 > range2 + 0.25 * (ex * ex + ez * ez):
                     continue
                 # Ray o + t r meets piece a + v e at t = (a x e) / (r x e), v = (a x r) / (r x e):
-                # compare numerators against the denominator (sign folded in), divide only for
-                # a nearer hit. The numerator of t does not depend on the beam.
+                # compare numerators against the denominator (sign folded in). The numerator
+                # of t does not depend on the beam. Branch-free (selects, a division in every
+                # lane, kept only on a nearer hit; division by zero gives inf, never an error):
+                # the compiler runs several beams at once, with the same numbers as branches.
                 t_num = ax * ez - az * ex
                 for b in range(beams):
                     denom = rx[b] * ez - rz[b] * ex
-                    if denom < 0.0:
-                        denom, tn, vn = -denom, -t_num, -(ax * rz[b] - az * rx[b])
-                    else:
-                        tn, vn = t_num, ax * rz[b] - az * rx[b]
-                    if tn > 0.0 and 0.0 <= vn <= denom and tn < best[b] * denom:
-                        best[b] = tn / denom
+                    vn = ax * rz[b] - az * rx[b]
+                    neg = denom < 0.0
+                    d = -denom if neg else denom
+                    tn = -t_num if neg else t_num
+                    v = -vn if neg else vn
+                    hit = (tn > 0.0) & (v >= 0.0) & (v <= d) & (tn < best[b] * d)
+                    q = tn / d
+                    best[b] = q if hit else best[b]
         out[i, :] = best

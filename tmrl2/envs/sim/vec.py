@@ -42,35 +42,14 @@ from tmrl2.envs.sim.lidar import Lidar
 from tmrl2.envs.sim.randomize import Draw, draw_randomization
 from tmrl2.envs.sim.track import SURFACES, Track
 from tmrl2.envs.sim.tracklist import TrackSampler, TrackSet, episode_cap_steps
+from tmrl2.envs.sim.vec_check import check_batch_config
+
+__all__ = ["SimBatch", "check_batch_config"]
 
 log = logging.getLogger(__name__)
 
 MAX_LATENCY = 2
 """Longest action latency a randomization draw may give (``action_latency_steps``)."""
-
-
-def check_batch_config(cfg: SimEnvConfig) -> None:
-    """Raise a one-line ``ValueError`` naming the first setting the batch does not support."""
-    if cfg.image:
-        raise ValueError(
-            "env.image: true is not supported with worker.envs > 1 (the batch observes LIDAR "
-            "only): set worker.envs: 1 or env.image: false"
-        )
-    if not cfg.lidar:
-        raise ValueError(
-            "env.lidar: false is not supported with worker.envs > 1 (the batch observes LIDAR): "
-            "set worker.envs: 1 or env.lidar: true"
-        )
-    if cfg.realtime:
-        raise ValueError(
-            "env.realtime: true is not supported with worker.envs > 1 (the batch runs in fast "
-            "mode): set worker.envs: 1 or env.realtime: false"
-        )
-    if cfg.on_stuck != "restart":
-        raise ValueError(
-            f"env.on_stuck: {cfg.on_stuck} is not supported with worker.envs > 1 (the batch "
-            "restarts stalled episodes): set env.on_stuck: restart or worker.envs: 1"
-        )
 
 
 class _TrackKit:
@@ -167,6 +146,9 @@ class SimBatch:
         self._jitter = np.zeros(n)
         self._noisy = np.zeros(n, np.bool_)
         """Cars whose draw adds observation noise or step jitter (they draw per step)."""
+        self._flags = dict.fromkeys(("latency", "gain", "lag", "jitter", "noisy"), True)
+        """Whether any car has that part of a randomization draw (kept at each reset)."""
+        self._durations = np.full(n, self._dt_s)
 
     # ----------------------------------------------------------------- tracks
     def kit(self, index: int) -> _TrackKit:
@@ -206,6 +188,8 @@ class SimBatch:
         the randomization from the car's generator. Returns every car's observation."""
         cars = np.arange(self.n) if idx is None else np.asarray(idx, np.int64).reshape(-1)
         cfg = self.config
+        if not len(cars):
+            return self._obs()
         for i in cars.tolist():
             rng = self.rngs[i]
             self._record_outcome(i)
@@ -230,6 +214,13 @@ class SimBatch:
             self._noisy[i] = (
                 draw.jitter_frac > 0 or draw.lidar_noise_std > 0 or draw.speed_noise_std > 0
             )
+        self._flags = {
+            "latency": bool(self._latency.any()),
+            "gain": bool((self._gain != 1.0).any()),
+            "lag": bool((self._alpha < 1.0).any()),
+            "jitter": bool((self._jitter > 0.0).any()),
+            "noisy": bool(self._noisy.any()),
+        }
         self.steps[cars] = 0
         self.race_s[cars] = 0.0
         self.progress[cars] = 0.0
@@ -264,13 +255,15 @@ class SimBatch:
         :meth:`telemetry` / :meth:`infos`. Cars are not reset here.
         """
         cfg, n = self.config, self.n
-        act = np.clip(np.asarray(actions, np.float32).reshape(n, 3), -1.0, 1.0)
+        act = np.asarray(actions, np.float32).reshape(n, 3)
+        act = np.minimum(np.maximum(act, -1.0), 1.0)  # np.clip, without its Python wrapper
         controls = self._controls(act)
-        durations = np.full(n, self._dt_s)
-        noisy = np.flatnonzero(self._noisy & (self._jitter > 0.0)).tolist()
-        for i in noisy:  # SimEnv draws the jitter first in a step
-            j = self._jitter[i]
-            durations[i] = self._dt_s * float(self.rngs[i].uniform(1.0 - j, 1.0 + j))
+        durations = self._durations
+        if self._flags["jitter"]:
+            durations = np.full(n, self._dt_s)
+            for i in np.flatnonzero(self._jitter > 0.0).tolist():  # SimEnv draws it first
+                j = self._jitter[i]
+                durations[i] = self._dt_s * float(self.rngs[i].uniform(1.0 - j, 1.0 + j))
         s_before = self.states[:, kernels.S].copy()
         for kit, cars in self._groups():
             if cars is None:
@@ -312,7 +305,8 @@ class SimBatch:
     def _controls(self, act: np.ndarray) -> np.ndarray:
         """``randomize.Controls.apply`` for every car: latency, steering gain and lag."""
         applied = act
-        if self._latency.any():
+        flags = self._flags
+        if flags["latency"]:
             self._applied[:, :-1] = self._applied[:, 1:]
             self._applied[:, -1] = act
             applied = self._applied[np.arange(self.n), MAX_LATENCY - self._latency]
@@ -320,10 +314,10 @@ class SimBatch:
         np.maximum(controls[:, :2], 0.0, out=controls[:, :2])  # gas and brake
         steer = controls[:, 2]
         gained = self._gain != 1.0
-        if gained.any():
+        if flags["gain"]:
             steer[gained] = np.minimum(np.maximum(steer[gained] * self._gain[gained], -1.0), 1.0)
         lagged = self._alpha < 1.0
-        if lagged.any():
+        if flags["lag"]:
             self._steer[lagged] += self._alpha[lagged] * (steer[lagged] - self._steer[lagged])
             steer[lagged] = self._steer[lagged]
         return controls
@@ -333,13 +327,13 @@ class SimBatch:
         ``CarState.speed``), and their ``speed`` observation (noise drawn as ``SimEnv._obs``)."""
         cars = slice(None) if idx is None else idx
         rows = self.states[cars]
-        hypot = math.hypot
         vx, vz = rows[:, kernels.VX].tolist(), rows[:, kernels.VZ].tolist()
-        speed = np.array([hypot(a, b) for a, b in zip(vx, vz, strict=True)])
+        speed = np.fromiter(map(math.hypot, vx, vz), np.float64, len(vx))
         self._speed[cars] = speed
         obs = np.minimum(speed / SPEED_REF_MS, 1.0)
         numbers = np.arange(self.n)[cars]
-        for k in np.flatnonzero(self._noisy[cars]).tolist():
+        noisy = np.flatnonzero(self._noisy[cars]).tolist() if self._flags["noisy"] else []
+        for k in noisy:
             i = int(numbers[k])
             std = self.draws[i].speed_noise_std
             if std > 0.0:
@@ -403,7 +397,8 @@ class SimBatch:
             if not isinstance(sel, slice):
                 out[sel] = part
         scans = out / range_m
-        for k in np.flatnonzero(self._noisy[cars]).tolist():
+        noisy = np.flatnonzero(self._noisy[cars]).tolist() if self._flags["noisy"] else []
+        for k in noisy:
             i = int(cars[k])
             std = self.draws[i].lidar_noise_std
             if std > 0.0:
@@ -419,10 +414,13 @@ class SimBatch:
         st = self.states[cars]
         length, progress = self.length[cars], self.progress[cars]
         tracks = self.track_index[cars]
-        checkpoint = np.zeros(len(cars), np.int64)
-        for t in np.unique(tracks).tolist():
-            sel = tracks == t
-            checkpoint[sel] = np.searchsorted(self.kit(t).checkpoints, progress[sel], "right")
+        if len(tracks) and (tracks == tracks[0]).all():
+            checkpoint = np.searchsorted(self.kit(int(tracks[0])).checkpoints, progress, "right")
+        else:
+            checkpoint = np.zeros(len(cars), np.int64)
+            for t in np.unique(tracks).tolist():
+                sel = tracks == t
+                checkpoint[sel] = np.searchsorted(self.kit(t).checkpoints, progress[sel], "right")
         jitter = self._jitter[cars]
         race_ms = self.steps[cars] * self.config.time_step_ms
         if (jitter > 0.0).any():
