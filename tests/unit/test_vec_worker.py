@@ -8,17 +8,27 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from rolekit import FakeClock, FakeHub, FakeLearner, run_together, tiny_config
+from rolekit import (
+    FakeClock,
+    FakeHub,
+    FakeLearner,
+    TinyEnv,
+    box_chunk,
+    run_together,
+    tiny_config,
+)
 
 from tmrl2.config.schema import Config
 from tmrl2.envs.factory import build_env
 from tmrl2.envs.sim.autopilot import Autopilot
 from tmrl2.net.codec import Message
+from tmrl2.roles.chunk_checks import chunk_cars
 from tmrl2.roles.chunks import wire_spec
 from tmrl2.roles.components import build_memory, build_model
+from tmrl2.roles.ingest import Ingest
 from tmrl2.roles.trainer import Trainer
 from tmrl2.roles.vec_worker import SEED_STRIDE, CarBatch, VecWorker, check_worker_envs
-from tmrl2.roles.worker import Worker
+from tmrl2.roles.worker import Worker, build_worker
 
 CARS = 3
 STEPS = 400
@@ -245,9 +255,30 @@ def test_a_vectorized_worker_feeds_a_trainer_whose_memory_gets_per_car_chunks() 
     assert not np.array_equal(got["reward"], whole.state_dict()["arrays"]["reward"])
 
 
+def test_chunks_of_several_cars_are_split_per_car_and_a_bad_cars_is_rejected() -> None:
+    env = TinyEnv()
+    ingest = Ingest(wire_spec(env.observation_space, env.action_space, compact=False))
+    old = box_chunk(n=10)  # a single car's chunk, as ever
+    assert [source for source, _ in ingest.take(old.meta, old.arrays).parts()] == ["evil"]  # type: ignore[union-attr]
+    msg = box_chunk(n=10, cars=2)
+    msg.arrays["reward"] = np.arange(10, dtype=np.float32)
+    accepted = ingest.take(msg.meta, msg.arrays)
+    assert accepted is not None and accepted.n == 10 and accepted.cars == 2
+    parts = accepted.parts()
+    assert [source for source, _ in parts] == ["evil/car0", "evil/car1"]
+    assert parts[1][1]["reward"].tolist() == [5, 6, 7, 8, 9]  # car-major
+    for cars in (3, 0, True, "2"):
+        bad = box_chunk(n=10, cars=cars)
+        assert ingest.take(bad.meta, bad.arrays) is None
+    assert ingest.rejected_chunks == 4
+    with pytest.raises(ValueError, match="does not divide"):
+        chunk_cars({"cars": 4}, 10)  # the server's check too
+
+
 def test_configs_the_batch_cannot_run_fail_at_start_up_in_one_line() -> None:
     check_worker_envs(tiny_config("worker.envs=4"))
     for sets, key in [
+        (["env.kind=trackmania"], "env.kind"),
         (["env.image=true"], "env.image"),
         (["env.realtime=true"], "env.realtime"),
         (["env.on_stuck=respawn"], "env.on_stuck"),
@@ -255,3 +286,15 @@ def test_configs_the_batch_cannot_run_fail_at_start_up_in_one_line() -> None:
         with pytest.raises(ValueError, match=key) as info:
             check_worker_envs(tiny_config("worker.envs=4", *sets))
         assert "worker.envs" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="env.image"):  # the worker process checks it too
+        build_worker(tiny_config("worker.envs=4", "env.image=true"), "tcp://127.0.0.1:9")
+
+
+def test_build_worker_makes_a_vectorized_worker_for_worker_envs() -> None:
+    """What `tmrl2 train` starts in each worker process (the launcher is unchanged)."""
+    worker = build_worker(tiny_config("worker.envs=5", "run.seed=3"), "tcp://127.0.0.1:9", index=1)
+    assert isinstance(worker, VecWorker) and worker.cars == 5
+    assert worker.seed == 1003 and worker.pacer.slack == 2 * 10 * 5
+    assert worker.batch.sim.rngs[1].random() == np.random.default_rng(1003 + SEED_STRIDE).random()
+    plain = build_worker(tiny_config(), "tcp://127.0.0.1:9")
+    assert type(plain) is Worker
