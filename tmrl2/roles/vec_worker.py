@@ -177,8 +177,8 @@ class VecChunkBuilder:
             part: (chunk_key("obs", part, obs_space), chunk_key("next_obs", part, obs_space))
             for part in obs_parts(obs_space)
         }
-        self._arrays = {
-            name: np.zeros((cars, size, *shape), dtype)
+        self._arrays = {  # time-major: a step of every car is one contiguous write
+            name: np.zeros((size, cars, *shape), dtype)
             for name, (shape, dtype) in chunk_spec(obs_space, action_space).items()
         }
         self.count = 0
@@ -196,12 +196,12 @@ class VecChunkBuilder:
         t = self.count
         arrays = self._arrays
         for part, (obs_name, next_name) in self._obs_keys.items():
-            arrays[obs_name][:, t] = obs[part]
-            arrays[next_name][:, t] = next_obs[part]
-        arrays["action"][:, t] = action
-        arrays["reward"][:, t] = reward
-        arrays["terminated"][:, t] = terminated
-        arrays["truncated"][:, t] = truncated
+            arrays[obs_name][t] = obs[part]
+            arrays[next_name][t] = next_obs[part]
+        arrays["action"][t] = action
+        arrays["reward"][t] = reward
+        arrays["terminated"][t] = terminated
+        arrays["truncated"][t] = truncated
         self.count += 1
 
     @property
@@ -212,7 +212,7 @@ class VecChunkBuilder:
         """The filled rows, car 0's first (``cars * count`` rows); the builder starts empty."""
         count = self.count
         chunk = {
-            name: np.array(array[:, :count]).reshape(self.cars * count, *array.shape[2:])
+            name: np.array(array[:count].swapaxes(0, 1), order="C").reshape(-1, *array.shape[2:])
             for name, array in self._arrays.items()
         }
         self.count = 0

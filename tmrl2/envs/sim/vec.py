@@ -149,6 +149,8 @@ class SimBatch:
         self._flags = dict.fromkeys(("latency", "gain", "lag", "jitter", "noisy"), True)
         """Whether any car has that part of a randomization draw (kept at each reset)."""
         self._durations = np.full(n, self._dt_s)
+        self._one_track = True
+        """Whether every car is on the same track (kept at each reset)."""
 
     # ----------------------------------------------------------------- tracks
     def kit(self, index: int) -> _TrackKit:
@@ -164,6 +166,8 @@ class SimBatch:
 
     def _groups(self, idx: np.ndarray | None = None) -> list[tuple[_TrackKit, np.ndarray | None]]:
         """``(kit, cars)`` per track in use among ``idx`` (all cars: None when one track)."""
+        if idx is None and self._one_track:
+            return [(self.kit(int(self.track_index[0])), None)]
         tracks = self.track_index if idx is None else self.track_index[idx]
         first = int(tracks[0])
         if (tracks == first).all():
@@ -214,6 +218,7 @@ class SimBatch:
             self._noisy[i] = (
                 draw.jitter_frac > 0 or draw.lidar_noise_std > 0 or draw.speed_noise_std > 0
             )
+        self._one_track = bool((self.track_index == self.track_index[0]).all())
         self._flags = {
             "latency": bool(self._latency.any()),
             "gain": bool((self._gain != 1.0).any()),
@@ -313,11 +318,11 @@ class SimBatch:
         controls = applied.astype(np.float64)
         np.maximum(controls[:, :2], 0.0, out=controls[:, :2])  # gas and brake
         steer = controls[:, 2]
-        gained = self._gain != 1.0
         if flags["gain"]:
+            gained = self._gain != 1.0
             steer[gained] = np.minimum(np.maximum(steer[gained] * self._gain[gained], -1.0), 1.0)
-        lagged = self._alpha < 1.0
         if flags["lag"]:
+            lagged = self._alpha < 1.0
             self._steer[lagged] += self._alpha[lagged] * (steer[lagged] - self._steer[lagged])
             steer[lagged] = self._steer[lagged]
         return controls
@@ -331,10 +336,9 @@ class SimBatch:
         speed = np.fromiter(map(math.hypot, vx, vz), np.float64, len(vx))
         self._speed[cars] = speed
         obs = np.minimum(speed / SPEED_REF_MS, 1.0)
-        numbers = np.arange(self.n)[cars]
         noisy = np.flatnonzero(self._noisy[cars]).tolist() if self._flags["noisy"] else []
         for k in noisy:
-            i = int(numbers[k])
+            i = k if idx is None else int(idx[k])
             std = self.draws[i].speed_noise_std
             if std > 0.0:
                 noise = float(self.rngs[i].normal(0.0, std))
@@ -382,7 +386,7 @@ class SimBatch:
         cars = np.arange(self.n) if idx is None else idx
         out = np.empty((len(cars), len(self.angles)))
         tracks = self.track_index[cars]
-        if (tracks == tracks[0]).all():
+        if (idx is None and self._one_track) or (tracks == tracks[0]).all():
             parts: list[tuple[int, Any]] = [(int(tracks[0]), slice(None))]
         else:
             parts = [(int(t), tracks == t) for t in np.unique(tracks)]
@@ -410,20 +414,20 @@ class SimBatch:
     def telemetry(self, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The step's telemetry of the cars ``idx`` (all by default) as one array per key,
         one row per car (the keys a reward reads most; :meth:`infos` has them all)."""
-        cars = np.arange(self.n) if idx is None else np.asarray(idx, np.int64)
+        cars: Any = slice(None) if idx is None else np.asarray(idx, np.int64)  # all: views
         st = self.states[cars]
         length, progress = self.length[cars], self.progress[cars]
         tracks = self.track_index[cars]
-        if len(tracks) and (tracks == tracks[0]).all():
+        if (idx is None and self._one_track) or (len(tracks) and (tracks == tracks[0]).all()):
             checkpoint = np.searchsorted(self.kit(int(tracks[0])).checkpoints, progress, "right")
         else:
-            checkpoint = np.zeros(len(cars), np.int64)
+            checkpoint = np.zeros(len(tracks), np.int64)
             for t in np.unique(tracks).tolist():
                 sel = tracks == t
                 checkpoint[sel] = np.searchsorted(self.kit(t).checkpoints, progress[sel], "right")
         jitter = self._jitter[cars]
         race_ms = self.steps[cars] * self.config.time_step_ms
-        if (jitter > 0.0).any():
+        if self._flags["jitter"] and (jitter > 0.0).any():
             race_s = np.round(self.race_s[cars] * 1000.0).astype(np.int64)
             race_ms = np.where(jitter > 0.0, race_s, race_ms)
         return {
