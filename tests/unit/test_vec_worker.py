@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from netkit import FakeServerTransport
+from netkit import box_chunk as net_chunk
 from rolekit import (
     FakeClock,
     FakeHub,
@@ -18,14 +20,15 @@ from rolekit import (
     tiny_config,
 )
 
-from tmrl2.config.schema import Config
+from tmrl2.config.schema import Config, ServerConfig
 from tmrl2.envs.factory import build_env
 from tmrl2.envs.sim.autopilot import Autopilot
-from tmrl2.net.codec import Message
+from tmrl2.net.codec import PROTOCOL_VERSION, Message
 from tmrl2.roles.chunk_checks import chunk_cars
 from tmrl2.roles.chunks import wire_spec
 from tmrl2.roles.components import build_memory, build_model
 from tmrl2.roles.ingest import Ingest
+from tmrl2.roles.server import Server
 from tmrl2.roles.trainer import Trainer
 from tmrl2.roles.vec_worker import SEED_STRIDE, CarBatch, VecWorker, check_worker_envs
 from tmrl2.roles.worker import Worker, build_worker
@@ -298,3 +301,29 @@ def test_build_worker_makes_a_vectorized_worker_for_worker_envs() -> None:
     assert worker.batch.sim.rngs[1].random() == np.random.default_rng(1003 + SEED_STRIDE).random()
     plain = build_worker(tiny_config(), "tcp://127.0.0.1:9")
     assert type(plain) is Worker
+
+
+def test_the_server_forwards_a_chunk_of_several_cars_as_one_and_rejects_a_bad_cars() -> None:
+    fake = FakeServerTransport()
+    server = Server(ServerConfig(port=0), transport=fake)
+
+    def hello(role: str, name: str) -> Message:
+        return Message("hello", {"role": role, "name": name, "protocol": PROTOCOL_VERSION})
+
+    def serve(*items: tuple[bytes, Message]) -> None:
+        for identity, msg in items:
+            fake.push(identity, msg)
+        server.serve_once(0)
+
+    serve((b"t", hello("trainer", "t")), (b"t", Message("credit", {"n": 10})))
+    serve((b"w", hello("worker", "w")))
+    good, bad = net_chunk(1.0, n=6), net_chunk(2.0, n=6)
+    good.meta["cars"], bad.meta["cars"] = 3, 4
+    serve((b"w", good), (b"w", bad), (b"w", net_chunk(3.0, n=6)))
+    got = fake.to(b"t", "chunk")
+    assert [(m.meta.get("cars"), float(m.arrays["reward"][0])) for m in got] == [
+        (3, 1.0),
+        (None, 3.0),
+    ]
+    assert server.stats.rejected == 1 and server.stats.samples_in == 18
+    server.close()
