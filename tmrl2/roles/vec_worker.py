@@ -33,7 +33,8 @@ from tmrl2.envs.sim.vec_check import check_worker_envs
 from tmrl2.memory.batch import chunk_key, chunk_spec, obs_parts
 from tmrl2.roles.pacing import Pacer
 from tmrl2.roles.vec_reward import VecReward
-from tmrl2.roles.worker import Worker, episode_record
+from tmrl2.roles.worker import Worker
+from tmrl2.telemetry.episodes import episode_record
 
 __all__ = ["SEED_STRIDE", "CarBatch", "VecChunkBuilder", "VecWorker", "check_worker_envs"]
 
