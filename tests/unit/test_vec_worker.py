@@ -301,6 +301,8 @@ def test_build_worker_makes_a_vectorized_worker_for_worker_envs() -> None:
     assert worker.batch.sim.rngs[1].random() == np.random.default_rng(1003 + SEED_STRIDE).random()
     plain = build_worker(tiny_config(), "tcp://127.0.0.1:9")
     assert type(plain) is Worker
+    with pytest.raises(ValueError, match="over server.max_message_bytes"):
+        build_worker(tiny_config("worker.envs=50", "server.max_message_bytes=100000"), "x")
 
 
 def test_the_server_forwards_a_chunk_of_several_cars_as_one_and_rejects_a_bad_cars() -> None:

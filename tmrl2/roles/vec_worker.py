@@ -209,6 +209,11 @@ class VecChunkBuilder:
     def full(self) -> bool:
         return self.count >= self.size
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays of a full chunk."""
+        return sum(array.nbytes for array in self._arrays.values())
+
     def take(self) -> dict[str, np.ndarray]:
         """The filled rows, car 0's first (``cars * count`` rows); the builder starts empty."""
         count = self.count
@@ -229,9 +234,17 @@ class VecWorker(Worker):
         super().__init__(config, env=env, actor=actor, **kwargs)  # type: ignore[arg-type]
         self.batch = env
         self.cars = env.n
-        self.chunk = VecChunkBuilder(  # type: ignore[assignment]
+        chunk = VecChunkBuilder(
             env.observation_space, env.action_space, self.cfg.chunk_steps, self.cars
         )
+        self.chunk = chunk  # type: ignore[assignment]  # the same interface, for N cars
+        limit = config.server.max_message_bytes
+        if chunk.nbytes > 0.9 * limit:  # the header and the frames' framing need a little
+            raise ValueError(
+                f"worker.envs: {self.cars} x worker.chunk_steps: {self.cfg.chunk_steps} make "
+                f"chunks of {chunk.nbytes / 2**20:.0f} MiB, over server.max_message_bytes "
+                f"({limit / 2**20:.0f} MiB): lower worker.chunk_steps"
+            )
         self.pacer = Pacer(
             self.cfg.max_steps_per_update, self.cfg.chunk_steps * self.cars, self._realtime
         )
