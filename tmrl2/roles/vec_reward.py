@@ -45,6 +45,10 @@ class VecReward:
     """The terms of one :class:`RewardManager`, for ``n`` cars (module docstring)."""
 
     def __init__(self, manager: RewardManager, n: int) -> None:
+        """Args:
+        manager: a reward for which :meth:`applies` holds (its terms and weights are read).
+        n: cars.
+        """
         self.terms = dict(manager.terms)
         self.names = list(self.terms)
         self.n = n
@@ -71,11 +75,9 @@ class VecReward:
         """``(total (n,), weighted terms (n, len(names)))`` of this step."""
         values = np.zeros((self.n, len(self.names)))
         total = np.zeros(self.n)
-        for k, (name, term) in enumerate(self.terms.items()):
-            value = self._term(term, tele, states, actions)
-            values[:, k] = term.config.weight * value
+        for k, term in enumerate(self.terms.values()):
+            values[:, k] = term.config.weight * self._term(term, tele, states, actions)
             total += values[:, k]  # sum(last_terms.values()), in the terms' order
-            del name
         return total, values
 
     def _term(

@@ -55,6 +55,12 @@ class CarBatch:
     def __init__(
         self, config: Config, n: int, seeds: int | Sequence[int], per_car_rewards: bool = False
     ) -> None:
+        """Args:
+        config: the run's config (``env``: a simulator config the batch supports; ``reward``).
+        n: cars.
+        seeds: one per car (``SimEnv.reset(seed)``'s), or ``s`` for ``s, s + 1, ...``.
+        per_car_rewards: one reward object per car even when the vectorized terms apply.
+        """
         from tmrl2.envs.sim.env import SimEnvConfig
         from tmrl2.envs.sim.vec import SimBatch
 
@@ -173,6 +179,11 @@ class VecChunkBuilder:
     def __init__(
         self, obs_space: gym.Space[Any], action_space: spaces.Box, size: int, cars: int
     ) -> None:
+        """Args:
+        obs_space, action_space: one car's spaces (those of the chunk spec).
+        size: transitions per car in a full chunk (``worker.chunk_steps``).
+        cars: cars.
+        """
         self.size, self.cars = size, cars
         self._obs_keys = {
             part: (chunk_key("obs", part, obs_space), chunk_key("next_obs", part, obs_space))
@@ -207,6 +218,7 @@ class VecChunkBuilder:
 
     @property
     def full(self) -> bool:
+        """Whether every car has ``size`` transitions."""
         return self.count >= self.size
 
     @property
@@ -231,6 +243,8 @@ class VecWorker(Worker):
     as the plain worker does (``steps`` grows by the number of cars per step)."""
 
     def __init__(self, config: Config, *, env: CarBatch, actor: nn.Module, **kwargs: Any) -> None:
+        """Args as :class:`Worker`'s (``env``: the cars; ``seed``: the random warm-up's);
+        refuses chunks larger than ``server.max_message_bytes``."""
         super().__init__(config, env=env, actor=actor, **kwargs)  # type: ignore[arg-type]
         self.batch = env
         self.cars = env.n
@@ -253,6 +267,7 @@ class VecWorker(Worker):
         self._lengths = np.zeros(self.cars, np.int64)
 
     def start(self) -> None:
+        """Connect, then start every car's first episode (seeded at construction)."""
         self.client, _ = self._connect(self.session, {"weights_version": self.policy_version})
         self._obs = self.batch.reset()
 

@@ -154,6 +154,7 @@ class SimBatch:
 
     # ----------------------------------------------------------------- tracks
     def kit(self, index: int) -> _TrackKit:
+        """What the batch keeps for track ``index`` of :attr:`tracks` (built on first use)."""
         kit = self._kits.get(index)
         if kit is None:
             kit = self._kits[index] = _TrackKit(
