@@ -198,3 +198,9 @@ def test_untrusted_config_accepts_built_in_and_registered_components() -> None:
     data["env"]["kind"] = "tmrl2.envs.sim.env:SimEnv"  # a registered target, spelled out
     config = load_config(data=data, trust_imports=False)
     assert config.algorithm.kind == "redq" and type(config.env).__name__ == "SimEnvConfig"
+
+
+def test_vectorized_workers_refuse_what_the_batch_cannot_do_at_load_time() -> None:
+    with pytest.raises(ConfigError, match=r"env\.image: true is not supported with worker\.envs"):
+        load_config(None, ["worker.envs=4", "env.image=true"])
+    assert load_config(None, ["worker.envs=4"]).worker.envs == 4

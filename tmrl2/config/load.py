@@ -56,6 +56,23 @@ def load_config(
         return validate_config(raw)
 
 
+def _whole(tree: dict[str, Any], problems: list[str]) -> Config | None:
+    """The config from its validated sections, or None with ``problems`` extended: what
+    only conflicts across sections (e.g. ``worker.envs`` and the env's settings)."""
+    from tmrl2.envs.sim.vec_check import check_worker_envs
+
+    try:
+        config = Config.model_validate(tree)
+        check_worker_envs(config)
+    except ValidationError as exc:
+        problems.extend(_describe(exc, Config, prefix=()))
+        return None
+    except ValueError as exc:
+        problems.append(str(exc))
+        return None
+    return config
+
+
 def validate_config(raw: Mapping[str, Any]) -> Config:
     """Validate a parsed config tree into a frozen :class:`Config`."""
     if not isinstance(raw, Mapping):
@@ -87,10 +104,9 @@ def validate_config(raw: Mapping[str, Any]) -> Config:
         except ValidationError as exc:
             problems.extend(_describe(exc, model, prefix=(section,)))
     if not problems:
-        try:
-            return Config.model_validate(tree)
-        except ValidationError as exc:
-            problems.extend(_describe(exc, Config, prefix=()))
+        config = _whole(tree, problems)
+        if config is not None:
+            return config
     if len(problems) == 1:  # one problem, one line (the CLI prints it as is)
         raise ConfigError(f"invalid config: {problems[0]}")
     raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
