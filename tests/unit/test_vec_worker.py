@@ -150,7 +150,9 @@ def slow_down(info: dict[str, Any]) -> float:
     return -0.01 * float(info["speed_ms"]) * float(info["action"][1])
 
 
-@pytest.mark.parametrize("case", ["hill", "zigzag", "two-tracks", "all-terms", "custom-term"])
+@pytest.mark.parametrize(
+    "case", ["hill", "zigzag", "two-tracks", "all-terms", "custom-term", "no-progress"]
+)
 def test_simbatch_worker_chunks_equal_single_car_chunks_for_the_same_actions(
     case: str, tracks: dict[str, str]
 ) -> None:
@@ -167,6 +169,13 @@ def test_simbatch_worker_chunks_equal_single_car_chunks_for_the_same_actions(
         sets = (
             f"env.track={tracks['zigzag']}",
             "reward.custom=[{kind: 'test_vec_worker:slow_down'}]",
+        )
+    elif case == "no-progress":  # reward.no_progress's stall rule, with a grace period
+        sets = (
+            f"env.track={tracks['zigzag']}",
+            "reward.no_progress.grace_steps=60",
+            "reward.no_progress.patience_steps=15",
+            "reward.no_progress.min_progress_m=2.0",
         )
     else:
         sets = (f"env.track={tracks[case]}",)
