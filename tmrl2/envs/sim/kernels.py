@@ -309,17 +309,24 @@ def step_cars(
     """Drive each car ``duration_s`` with its controls ``(gas, brake, steer)`` (gas and brake
     in [0, 1], steer in [-1, 1], positive right), in equal substeps no longer than the
     car's substep; ``contact[i]`` tells whether car ``i`` touched a wall."""
+    for i in range(states.shape[0]):
+        contact[i] = _drive(states[i], controls[i], duration_s, p, tk)
+
+
+@njit(cache=True)
+def _drive(
+    st: np.ndarray, control: np.ndarray, duration_s: float, p: np.ndarray, tk: np.ndarray
+) -> bool:  # fmt: skip
+    """One car's step (see :func:`step_cars`): True when it touched a wall."""
     substeps = max(1, math.ceil(duration_s / p[P_SUBSTEP] - 1e-9))
     dt = duration_s / substeps
-    for i in range(states.shape[0]):
-        st = states[i]
-        gas, brake, steer = controls[i, 0], controls[i, 1], controls[i, 2]
-        touched = False
-        for _ in range(substeps):
-            _move(st, p, tk, gas, brake, steer, dt)
-            touched = _collide(st, p, tk, dt) or touched
-            _vertical(st, p, tk, dt)
-        contact[i] = touched
+    gas, brake, steer = control[0], control[1], control[2]
+    touched = False
+    for _ in range(substeps):
+        _move(st, p, tk, gas, brake, steer, dt)
+        touched = _collide(st, p, tk, dt) or touched
+        _vertical(st, p, tk, dt)
+    return touched
 
 
 @njit(cache=True)
@@ -331,18 +338,7 @@ def step_cars_each(
     ``(cars,)``, ``params`` ``(cars, P)``: each row :func:`pack_params` of that car, e.g.
     randomized per episode), every car on the track ``tk``: the same arithmetic, car by car."""
     for i in range(states.shape[0]):
-        p = params[i]
-        duration_s = durations_s[i]
-        substeps = max(1, math.ceil(duration_s / p[P_SUBSTEP] - 1e-9))
-        dt = duration_s / substeps
-        st = states[i]
-        gas, brake, steer = controls[i, 0], controls[i, 1], controls[i, 2]
-        touched = False
-        for _ in range(substeps):
-            _move(st, p, tk, gas, brake, steer, dt)
-            touched = _collide(st, p, tk, dt) or touched
-            _vertical(st, p, tk, dt)
-        contact[i] = touched
+        contact[i] = _drive(states[i], controls[i], durations_s[i], params[i], tk)
 
 
 @njit(cache=True)
