@@ -57,3 +57,18 @@ def test_three_tracks_give_per_track_rows_and_a_track_table(tmp_path: Path) -> N
     assert table.returncode == 3
     bad = _tmrl2("eval", str(run_dir), "--tracks", "nowhere")
     assert bad.returncode == 2 and "unknown track 'nowhere'" in bad.stderr
+
+
+def test_a_vectorized_worker_feeds_the_trainer_per_track_rows(tmp_path: Path) -> None:
+    sets = [
+        a
+        for s in [*SMALL, "worker.envs=8", "env.eval_tracks=[]", f"run.dir={tmp_path}"]
+        for a in ("--set", s)
+    ]
+    run_dir = tmp_path / "run"
+    done = _tmrl2("train", *sets, "--run-dir", str(run_dir))
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["samples"] >= 3000 and summary["samples_lost"] == 0
+    assert set(summary["tracks"]) == set(TRACKS), summary["tracks"]
+    assert sum(row["episodes"] for row in summary["tracks"].values()) == summary["episodes"]
