@@ -302,3 +302,17 @@ def test_build_env_wraps_a_multi_track_sim() -> None:
     env = build_env(load_config(overrides=["env.tracks=[default,gen:2]"]))
     _, info = env.reset(seed=0)
     assert info["track"] in {"default", "gen:2"}
+
+
+def test_track_stats_survive_a_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    stats = TrackStats()
+    stats.add(episode_record(1.0, 10, {"finished": True, "lap_time_s": 30.0, "track": "a"}, {}))
+    stats.add(episode_record(1.0, 10, {"finished": False, "track": "b"}, {}))
+    torch.save({"tracks": stats.state()}, tmp_path / "c.pt")
+    again = TrackStats()
+    again.restore(torch.load(tmp_path / "c.pt", weights_only=True)["tracks"])
+    assert again.as_dict() == stats.as_dict()
+    again.restore({"x": {"episodes": "many"}, "y": 3})  # malformed rows are skipped
+    assert set(again.rows) == {"a", "b"}

@@ -392,6 +392,7 @@ class Trainer:
             "actor": self.model.actor.state_dict(),
             "counters": dict(self.counters),
             "best_lap_s": self.best_lap_s,
+            "tracks": self.track_stats.state(),
             "elapsed_s": self._elapsed(),
             "config": dump_config(self.config),
         }
@@ -401,6 +402,7 @@ class Trainer:
         self.algo.load_state_dict(payload["algorithm"])
         self.counters.update(payload["counters"])
         self.best_lap_s = payload.get("best_lap_s")
+        self.track_stats.restore(payload.get("tracks"))
         self.elapsed_before_s = float(payload.get("elapsed_s", 0.0))
         log.info(
             "resumed at %d updates, %d samples", self.counters["updates"], self.counters["samples"]

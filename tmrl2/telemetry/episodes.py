@@ -9,7 +9,7 @@ of that lap to the track's reference lap, per track; they go to ``metrics.jsonl`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 RECENT = 20
@@ -96,3 +96,20 @@ class TrackStats:
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         return {name: row.as_dict() for name, row in sorted(self.rows.items())}
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        """The raw rows, for a checkpoint (:meth:`restore` reads them back)."""
+        return {
+            name: {**asdict(row), "recent": list(row.recent)} for name, row in self.rows.items()
+        }
+
+    def restore(self, state: Any) -> None:
+        """Rows saved by :meth:`state` (anything malformed is ignored: stats, not data)."""
+        if not isinstance(state, dict):
+            return
+        for name, raw in list(state.items())[:MAX_TRACKS]:
+            try:
+                row = TrackRow(**{**raw, "recent": tuple(bool(x) for x in raw["recent"])})
+            except (TypeError, KeyError):
+                continue
+            self.rows[str(name)] = row
