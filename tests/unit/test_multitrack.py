@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -316,3 +317,24 @@ def test_track_stats_survive_a_checkpoint(tmp_path: Path) -> None:
     assert again.as_dict() == stats.as_dict()
     again.restore({"x": {"episodes": "many"}, "y": 3})  # malformed rows are skipped
     assert set(again.rows) == {"a", "b"}
+
+
+def test_starting_anywhere_times_no_lap_and_feeds_no_outcome() -> None:
+    knobs = DomainRandomization(start_anywhere_frac=1.0)
+    env = SimEnv(SimEnvConfig(tracks=["default", "ring"], randomization=knobs))
+    _, info = env.reset(seed=0)
+    starts = [info["progress_m"]] + [env.reset()[1]["progress_m"] for _ in range(9)]
+    assert len(set(starts)) == 10 and min(starts) > 0.0 and max(starts) < 0.9 * 1200
+    # drive one episode to its end: a finish from mid-track is no lap
+    env.reset(seed=3)
+    env._draw = replace(env._draw, start_frac=0.95)
+    env.car.reset(s=0.95 * env.track.length_m)
+    done, info = False, {}
+    while not done:
+        _, _, terminated, truncated, info = env.step(np.array([1.0, 0.0, 0.0], np.float32))
+        done = terminated or truncated
+    assert info["finished"] and "lap_time_s" not in info
+    env.reset()
+    assert all(not h for h in env.sampler._history)
+    plain = SimEnv(SimEnvConfig(randomization=DomainRandomization(start_anywhere_frac=0.0)))
+    assert plain.reset(seed=0)[1]["progress_m"] == 0.0

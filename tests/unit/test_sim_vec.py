@@ -57,6 +57,7 @@ KNOBS = DomainRandomization(
     lidar_noise_std=0.02,
     speed_noise_std=0.01,
     time_step_jitter_frac=0.2,
+    start_anywhere_frac=0.5,
 )
 
 

@@ -59,8 +59,8 @@ DEFAULT_MAX_EPISODE_STEPS = 2400
 class ObservationConfig(FrozenModel):
     """Observation settings shared by the simulator and the game (equal settings, equal spaces).
 
-    Observation parts: ``speed`` (1,) in [0, 1] (km/h / 1000, the game's speed cap); ``prev_actions``
-    (``action_history``, 3) in [-1, 1], newest last; ``lidar`` (``lidar_history``,
+    Observation parts: ``speed`` (1,) in [0, 1] (km/h / 1000, the game's speed cap);
+    ``prev_actions`` (``action_history``, 3) in [-1, 1], newest last; ``lidar`` (``lidar_history``,
     ``lidar_beams``) in [0, 1]; ``image`` (``image_history``, h, w[, 3]) uint8; ``preview``
     (``preview_points``, 2) in [-1, 1].
     """

@@ -140,7 +140,7 @@ class CarBatch:
     def _rewards_car_by_car(self, actions: np.ndarray, terminated: np.ndarray) -> np.ndarray:
         """What ``RewardWrapper`` does, for each car: ``reward(info)`` with ``info["action"]``."""
         self._infos = infos = self.sim.infos()
-        for i in np.flatnonzero(terminated).tolist():
+        for i in np.flatnonzero(terminated & ~np.isnan(self._lap)).tolist():
             infos[i]["lap_time_s"] = float(self._lap[i])
         reward = np.zeros(self.n)
         for i, (info, fn, action, sums) in enumerate(

@@ -203,14 +203,16 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         self._select_track(self._choose_track(options))
         noise = self.np_random.uniform(-1.0, 1.0, 2)
         self._randomize()
+        start_m = self._draw.start_frac * self.track.length_m
         self.car.reset(
+            s=start_m,
             offset=float(noise[0]) * START_OFFSET_NOISE_M,
             heading_offset=float(noise[1]) * START_HEADING_NOISE_RAD,
         )
         self._steps = 0
         self._race_s = 0.0
         self._respawns = 0
-        self._progress_m = 0.0
+        self._progress_m = self.car.state.s if start_m > 0.0 else 0.0
         self._lap_s = None
         self._respawn_pending = False
         self._actions[:] = 0.0
@@ -247,7 +249,7 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         finished = st.s >= self.track.length_m
         self._progress_m = max(self._progress_m, min(st.s, self.track.length_m))
         info = self._info(wall_contact)
-        if finished:
+        if finished and self._draw.start_frac == 0.0:  # no lap from a start mid-track
             # The finish is crossed inside the step: interpolate when, as the game times it.
             frac = min(max((self.track.length_m - s_before) / max(st.s - s_before, 1e-9), 0.0), 1.0)
             if self._draw.jitter_frac > 0.0:
@@ -294,7 +296,7 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
     def _record_outcome(self) -> None:
         """Tell the sampler how the episode that just ended went (if one did, on a track it
         draws from)."""
-        if self._steps == 0 or self.track_index >= self.n_train:
+        if self._steps == 0 or self.track_index >= self.n_train or self._draw.start_frac > 0:
             return
         ratio = self._lap_s / self.reference_lap_s if self._lap_s is not None else None
         self.sampler.record(self.track_index, self._lap_s is not None, ratio)

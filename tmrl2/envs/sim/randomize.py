@@ -12,6 +12,9 @@ generator (:func:`draw_randomization`): a factor knob ``k`` draws the factor uni
 - the observation: Gaussian noise on the LIDAR and on the speed (clipped to [0, 1]);
 - time: each step lasts ``time_step_ms`` times a factor drawn per step in
   ``[1 - j, 1 + j]`` (the jitter of a real-time loop);
+- the start: a fraction of the episodes starts standing still at a random point of the
+  track (``start_anywhere_frac``: standing starts and recoveries everywhere, not only on the
+  start straight); such an episode times no lap;
 - the camera and the image (brightness, contrast, pixel noise, camera height and pitch).
 
 Evaluation runs without randomization unless asked (``tmrl2 eval --randomize``).
@@ -51,6 +54,10 @@ class DomainRandomization(FrozenModel):
     time_step_jitter_frac: float = Field(default=0.0, ge=0, lt=1)
     """Each step's simulated duration is ``time_step_ms`` times a factor in ``[1 - j, 1 + j]``
     (the jitter of a real-time loop; the race clock adds up the real durations)."""
+    start_anywhere_frac: float = Field(default=0.0, ge=0, le=1)
+    """Fraction of the episodes that start standing still at a uniformly random point of the
+    first 90 % of the track instead of the start line (no lap is timed in those; they are
+    left out of the adaptive sampler's outcomes)."""
     brightness: float = Field(default=0.0, ge=0, le=1)
     """Image brightness offset, as a fraction of full scale."""
     contrast_frac: float = Field(default=0.0, ge=0, lt=1)
@@ -79,6 +86,8 @@ class Draw:
     lidar_noise_std: float = 0.0
     speed_noise_std: float = 0.0
     jitter_frac: float = 0.0
+    start_frac: float = 0.0
+    """Where the episode starts, as a fraction of the track's length (0: the start line)."""
 
 
 def draw_randomization(
@@ -107,7 +116,16 @@ def draw_randomization(
         lidar_noise_std=knobs.lidar_noise_std,
         speed_noise_std=knobs.speed_noise_std,
         jitter_frac=knobs.time_step_jitter_frac,
+        start_frac=_start(knobs.start_anywhere_frac, rng),
     )
+
+
+def _start(frac: float, rng: np.random.Generator) -> float:
+    """Where the episode starts (fraction of the track): 0, or with probability ``frac`` a
+    uniform point of the first 90 % (no draw at all when ``frac`` is 0)."""
+    if frac <= 0.0 or rng.random() >= frac:
+        return 0.0
+    return float(rng.uniform(0.0, 0.9))
 
 
 class Controls:

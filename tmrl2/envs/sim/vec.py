@@ -144,6 +144,7 @@ class SimBatch:
         self._alpha = np.ones(n)
         self._steer = np.zeros(n)
         self._jitter = np.zeros(n)
+        self._start_frac = np.zeros(n)
         self._noisy = np.zeros(n, np.bool_)
         """Cars whose draw adds observation noise or step jitter (they draw per step)."""
         self._flags = dict.fromkeys(("latency", "gain", "lag", "jitter", "noisy"), True)
@@ -206,6 +207,7 @@ class SimBatch:
             self.params[i] = kit.pack(draw.params)
             kit.car.params = draw.params
             kit.car.reset(
+                s=draw.start_frac * kit.track.length_m,
                 offset=float(noise[0]) * START_OFFSET_NOISE_M,
                 heading_offset=float(noise[1]) * START_HEADING_NOISE_RAD,
             )
@@ -216,6 +218,7 @@ class SimBatch:
                 1.0 if draw.steer_lag_s <= 0.0 else min(1.0, self._dt_s / draw.steer_lag_s)
             )
             self._jitter[i] = draw.jitter_frac
+            self._start_frac[i] = draw.start_frac
             self._noisy[i] = (
                 draw.jitter_frac > 0 or draw.lidar_noise_std > 0 or draw.speed_noise_std > 0
             )
@@ -229,7 +232,8 @@ class SimBatch:
         }
         self.steps[cars] = 0
         self.race_s[cars] = 0.0
-        self.progress[cars] = 0.0
+        starts = np.array([self.draws[i].start_frac for i in cars.tolist()])
+        self.progress[cars] = np.where(starts > 0.0, self.states[cars, kernels.S], 0.0)
         self.lap_s[cars] = np.nan
         self.contact[cars] = False
         self._actions[cars] = 0.0
@@ -243,7 +247,7 @@ class SimBatch:
     def _record_outcome(self, i: int) -> None:
         """``SimEnv._record_outcome`` for car ``i``."""
         t = int(self.track_index[i])
-        if self.steps[i] == 0 or t >= self.n_train:
+        if self.steps[i] == 0 or t >= self.n_train or self.draws[i].start_frac > 0:
             return
         lap = float(self.lap_s[i])
         finished = not math.isnan(lap)
@@ -295,8 +299,9 @@ class SimBatch:
         finished = s >= length
         self.progress = np.maximum(self.progress, np.minimum(s, length))
         lap = np.full(n, np.nan)
-        if finished.any():
-            f = np.flatnonzero(finished)
+        timed = finished & (self._start_frac == 0.0)  # no lap from a start mid-track
+        if timed.any():
+            f = np.flatnonzero(timed)
             frac = (length[f] - s_before[f]) / np.maximum(s[f] - s_before[f], 1e-9)
             frac = np.minimum(np.maximum(frac, 0.0), 1.0)
             plain = ((self.steps[f] - 1) + frac) * self._dt_s
