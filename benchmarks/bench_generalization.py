@@ -59,6 +59,7 @@ NO_RANDOMIZATION = [
         "lidar_noise_std",
         "speed_noise_std",
         "time_step_jitter_frac",
+        "start_anywhere_frac",
     )
 ]
 
