@@ -451,8 +451,6 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
             "velocity": (st.vx, st.vy, st.vz),
             # Pitch: the climb angle of the velocity (the car's nose follows it); no banking.
             "yaw_pitch_roll": (st.heading, math.atan2(st.vy, st.speed), 0.0),
-            "track": self.track.name
-            if self.track_index >= self.n_train
-            else self.tracks.names[self.track_index],
+            "track": self.tracks.names[self.track_index],  # the spec, as the user wrote it
             "reference_lap_s": self.reference_lap_s,
         }
