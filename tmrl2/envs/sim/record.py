@@ -54,7 +54,7 @@ def record_sim_reference(out: Path, track: str = "default", max_steps: int = 20_
     check_track_spec(track)  # before building the env: one line, no pydantic wrapping
     env = SimEnv(SimEnvConfig(track=track, max_episode_steps=max_steps))
     _, info = env.reset(seed=0)
-    pilot = Autopilot(env.track)
+    pilot = Autopilot(env.track, env.car.params)  # plan for the car it drives
     points = [info["position"]]
     done = False
     while not done:
