@@ -18,6 +18,7 @@ half a uniform share on any track).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -80,9 +81,16 @@ def check_track_spec(spec: str) -> None:
         return
     check_track_name(spec)
     if spec.endswith(TRACK_FILE_SUFFIXES):
-        from tmrl2.envs.sim.trackfile import load_track_file
+        path = Path(spec)
+        _check_track_file(str(path.resolve()), path.stat().st_mtime_ns)
 
-        load_track_file(spec)
+
+@functools.lru_cache(maxsize=256)
+def _check_track_file(path: str, mtime_ns: int) -> None:
+    """Read and build a track file once per version of it (configs load in every process)."""
+    from tmrl2.envs.sim.trackfile import load_track_file
+
+    load_track_file(path)
 
 
 def load_line(path: str | Path) -> np.ndarray:
