@@ -3,7 +3,7 @@
 The whole pipeline as a user runs it: ``tmrl2 train`` (launcher, server, trainer and one
 worker process, each its own ``spawn`` process on 127.0.0.1; ZeroMQ, chunk checks, the
 trainer's ingestion into its replay memory), the default LIDAR job, with ``worker.envs`` N =
-1, 16, 64 (``--cars``). Pacing is off (``worker.max_steps_per_update=0``) and the trainer
+1, 16, 64 (``--cars``). Pacing is off (``worker.pace=false``) and the trainer
 consumes without updating (``trainer.start_samples`` above anything reached: it ingests every
 chunk, checks it and appends it per car, and never samples a batch), so the figure is what the
 data path delivers, not what a learner would ask for. The policy acts from the first step
@@ -42,7 +42,7 @@ SETTINGS = [
     "run.log_every_s=0.5",
     "run.stall_timeout_s=0",
     "server.port=0",
-    "worker.max_steps_per_update=0",
+    "worker.pace=false",
     "worker.random_steps=0",
     "trainer.start_samples=1000000000",
     "trainer.checkpoint_every_s=100000",

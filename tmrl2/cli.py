@@ -79,7 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--index", type=int, default=0, help="worker rank (seed and name)")
     ev = sub.add_parser("eval", help="drive a saved policy deterministically")
     ev.add_argument("checkpoint", type=Path, help="checkpoint.pt or a run folder")
-    ev.add_argument("--episodes", type=int, default=1, help="episodes per track")
+    ev.add_argument("--episodes", type=int, default=1, help="episodes (per track on the simulator)")
+    ev.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write every episode and the summary to FILE (a run folder's evaluations "
+        "are appended to its evals.jsonl in any case)",
+    )
     ev.add_argument(
         "--tracks",
         nargs="+",
@@ -178,10 +185,15 @@ def _run_failure(summary: dict[str, Any]) -> str | None:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    keys = ("samples", "updates", "episodes", "finishes", "best_lap_s", "elapsed_s")
+    racing = "best_lap_s" in summary
+    keys = ["samples", "updates", "updates_per_step", "episodes"]
+    keys += ["finishes", "best_lap_s"] if racing else ["return_recent_mean"]
     print("\n== summary ==")
-    for key in keys:
-        print(f"{key:>12}: {summary.get(key)}")
+    for key in [*keys, "elapsed_s"]:
+        value = summary.get(key)
+        shown = f"{value:.3f}" if isinstance(value, float) and key != "elapsed_s" else value
+        label = "return (100)" if key == "return_recent_mean" else key
+        print(f"{label:>12}: {shown}")
     for i, line in enumerate(summary.get("eval") or []):
         print(f"{'eval ' + str(i):>12}: {line}")
     tracks = summary.get("tracks") or {}
@@ -194,7 +206,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
                 f"{'':>12}  {name}: {row['episodes']}, {row['finish_rate']:.0%} "
                 f"({row['recent_finish_rate']:.0%}), {best}"
             )
-    if summary.get("eval_results") and len(summary["eval_results"]) > 1:
+    if summary.get("eval_results") and (len(summary["eval_results"]) > 1 or not racing):
         from tmrl2.roles.evaluate import EpisodeResult, summary_line
 
         results = [EpisodeResult(**r) for r in summary["eval_results"]]
@@ -261,6 +273,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         default_tracks,
         evaluate,
         load_policy,
+        passed,
+        save_results,
         summary_line,
         track_table,
     )
@@ -279,11 +293,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     results = evaluate(config, actor, args.episodes, tracks=tracks, randomize=args.randomize)
     if tracks is None:
         for i, result in enumerate(results):
-            print(f"episode {i}: {result.describe()} return {result.episode_return:.1f}")
+            extra = f" return {result.episode_return:.1f}" if result.racing else ""
+            print(f"episode {i}: {result.describe()}{extra}")
     else:
         print("\n".join(track_table(results)))
     print(summary_line(results))
-    return 0 if results and all(r.finished for r in results) else 3
+    if args.checkpoint.is_dir():
+        save_results(args.checkpoint / "evals.jsonl", results, append=True)
+    if args.json is not None:
+        save_results(args.json, results)
+    return 0 if passed(results) else 3
 
 
 def _cmd_record_reference(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ SMALL = [
     "algorithm.batch_size=32",
     "model.hidden_sizes=[32,32]",
     "memory.capacity=20000",
-    "trainer.max_updates_per_sample=4",
+    "trainer.updates_per_step=1",
 ]
 SEND_TIMEOUT_MS = 1000
 """The trainer's send timeout here (10 s by default): the outage lasts longer."""

@@ -44,7 +44,7 @@ TINY = [
     "trainer.checkpoint_every_s=1000",
     "worker.chunk_steps=10",
     "worker.random_steps=0",
-    "worker.max_steps_per_update=2",
+    "trainer.updates_per_step=0.5",
 ]
 
 

@@ -173,7 +173,7 @@ def test_untrusted_config_refuses_import_paths_before_importing(
 
     (tmp_path / "tmrl2_cfg_sideeffect.py").write_text(
         "from pathlib import Path\nPath(__file__).with_suffix('.ran').write_text('x')\n"
-        "class Env: ...\n"
+        "class Env:\n    def __init__(self, config, reward): ...\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     data = dump_config(load_config())

@@ -291,6 +291,7 @@ def test_evaluation_drives_each_track_without_randomization() -> None:
 def test_track_stats_fold_episode_records() -> None:
     stats = TrackStats()
     info = {"finished": True, "lap_time_s": 50.0, "track": "a", "reference_lap_s": 40.0}
+    info["progress_frac"] = 1.0  # a telemetry env's record
     stats.add(episode_record(1.0, 10, info, {}))
     stats.add(episode_record(1.0, 10, {**info, "lap_time_s": 44.0}, {}))
     stats.add(episode_record(1.0, 10, {"finished": False, "track": "b", "progress_frac": 0.5}, {}))
@@ -309,8 +310,9 @@ def test_track_stats_survive_a_checkpoint(tmp_path: Path) -> None:
     import torch
 
     stats = TrackStats()
-    stats.add(episode_record(1.0, 10, {"finished": True, "lap_time_s": 30.0, "track": "a"}, {}))
-    stats.add(episode_record(1.0, 10, {"finished": False, "track": "b"}, {}))
+    lap = {"finished": True, "lap_time_s": 30.0, "track": "a", "progress_frac": 1.0}
+    stats.add(episode_record(1.0, 10, lap, {}))
+    stats.add(episode_record(1.0, 10, {"finished": False, "track": "b", "progress_frac": 0.2}, {}))
     torch.save({"tracks": stats.state()}, tmp_path / "c.pt")
     again = TrackStats()
     again.restore(torch.load(tmp_path / "c.pt", weights_only=True)["tracks"])

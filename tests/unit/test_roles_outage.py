@@ -7,7 +7,7 @@ from rolekit import FakeHub, make_trainer, make_worker, run_together, tiny_confi
 
 
 def test_trainer_trains_through_an_outage_and_resends_the_latest_weights() -> None:
-    config = tiny_config("trainer.max_updates_per_sample=1000")
+    config = tiny_config("trainer.updates_per_step=1000", "worker.pace=false")
     hub = FakeHub()
     trainer = make_trainer(config, hub)
     worker = make_worker(config, hub)

@@ -10,12 +10,20 @@ from rolekit import FakeClock, FakeHub, make_trainer, make_worker, run_together,
 from tmrl2.roles.pacing import Pacer, TrainerState
 
 
-def _state(session: str, updates: int, ready: bool) -> TrainerState:
-    return TrainerState(session, updates, samples=0, ready=ready, weights_version=0)
+def _state(session: str, updates: int, ready: bool, ahead: float = 0.0) -> TrainerState:
+    return TrainerState(
+        session,
+        updates,
+        samples=0,
+        ready=ready,
+        weights_version=0,
+        updates_per_step=0.5,
+        ahead=ahead,
+    )
 
 
 def test_pacer_never_waits_without_a_ready_state_and_counts_from_its_anchor() -> None:
-    pacer = Pacer(max_steps_per_update=2.0, chunk_steps=10, realtime=False)
+    pacer = Pacer(chunk_steps=10, enabled=True)
     assert not pacer.must_wait(10**6)  # no state yet
     pacer.on_state(_state("a", 70_000, ready=False), steps=500)
     assert not pacer.must_wait(10**6)  # not ready: the trainer needs samples
@@ -28,7 +36,14 @@ def test_pacer_never_waits_without_a_ready_state_and_counts_from_its_anchor() ->
     assert not pacer.must_wait(10**6)
     pacer.on_state(_state("b", 3, ready=True), steps=900)
     assert not pacer.must_wait(919) and pacer.must_wait(920)
-    assert not Pacer(2.0, 10, realtime=True).must_wait(10**9)
+    # the trainer holds 2 x slack samples beyond its ratio: wait, whatever the own count
+    pacer.on_state(_state("b", 3, ready=True, ahead=40), steps=900)
+    assert pacer.must_wait(900)
+    pacer.on_state(_state("b", 3, ready=True, ahead=39), steps=900)
+    assert not pacer.must_wait(900)
+    disabled = Pacer(10, enabled=False)  # real time, or worker.pace: false
+    disabled.on_state(_state("c", 0, ready=True), steps=0)
+    assert not disabled.must_wait(10**9)
 
 
 def test_worker_far_ahead_keeps_sending_to_a_new_trainer_with_an_empty_memory() -> None:

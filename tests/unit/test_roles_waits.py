@@ -71,7 +71,7 @@ def test_worker_waiting_for_the_trainer_and_trainer_waiting_for_samples_say_so(
     clock.advance(31)
     worker.step(wait_ms=0)
     (line,) = _warnings(caplog, "waiting for the trainer")
-    assert "max_steps_per_update" in line
+    assert "updates_per_step=0.5" in line
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 An ensemble of N critics (one batched forward pass over stacked weights: :class:`QEnsemble`),
 a TD target from the minimum over a random subset of M target critics (only those M are
 evaluated), a high update-to-data ratio G with one policy step per G critic steps
-(``policy_delay = G``; the trainer's ``max_updates_per_sample`` sets G updates per sample), and
+(``policy_delay = G``; ``trainer.updates_per_step: G`` sets G updates per env step), and
 a policy that follows the mean of all N critics. Everything else is :class:`SAC`.
 """
 
@@ -27,7 +27,7 @@ class REDQConfig(SACConfig):
     m_target: int = Field(default=2, ge=1)
     """Target critics drawn at random for each TD target (M)."""
     policy_delay: int = Field(default=20, ge=1)
-    """Critic steps per actor step: REDQ's G (with ``trainer.max_updates_per_sample: G``)."""
+    """Critic steps per actor step: REDQ's G (with ``trainer.updates_per_step: G``)."""
 
     @model_validator(mode="after")
     def _subset_fits(self) -> REDQConfig:

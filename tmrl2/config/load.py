@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,9 @@ from pydantic import BaseModel, ValidationError
 
 from tmrl2.config import registry
 from tmrl2.config.base import ComponentConfig
-from tmrl2.config.schema import DEFAULT_KINDS, Config
+from tmrl2.config.schema import DEFAULT_KINDS, Config, migrate_renamed
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -52,6 +55,8 @@ def load_config(
         raw = _read_yaml(Path(path))
     for item in overrides:
         _apply_override(raw, item)
+    for note in migrate_renamed(raw):
+        log.warning("config: %s", note)
     with registry.trusted_imports(trust_imports):
         return validate_config(raw)
 
@@ -88,16 +93,13 @@ def validate_config(raw: Mapping[str, Any]) -> Config:
         else:
             tree[key] = value
     for section, default_kind in DEFAULT_KINDS.items():
-        body = raw.get(section) or {}
-        if not isinstance(body, Mapping):
-            problems.append(f"{section}: expected a mapping, got {body!r}")
+        if section in tree:  # settled by the env (first): an env with its own reward has none
             continue
-        kind = str(body.get("kind", default_kind))
-        try:
-            model = registry.config_model(registry.resolve(section, kind))
-        except registry.RegistryError as exc:
-            problems.append(str(exc))
+        found = _component(section, raw, default_kind, tree, problems)
+        if found is None:
             continue
+        component, kind, body = found
+        model = registry.config_model(component)
         section_models[section] = model
         try:
             tree[section] = model.model_validate({**body, "kind": kind})
@@ -110,6 +112,51 @@ def validate_config(raw: Mapping[str, Any]) -> Config:
     if len(problems) == 1:  # one problem, one line (the CLI prints it as is)
         raise ConfigError(f"invalid config: {problems[0]}")
     raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _component(
+    section: str,
+    raw: Mapping[str, Any],
+    default_kind: str,
+    tree: dict[str, Any],
+    problems: list[str],
+) -> tuple[Any, str, Mapping[str, Any]] | None:
+    """The component a section names, its kind and the section; None when it cannot be
+    resolved (the problem added). The env's contract is checked here (:func:`_check_env`)."""
+    body = raw.get(section) or {}
+    if not isinstance(body, Mapping):
+        problems.append(f"{section}: expected a mapping, got {body!r}")
+        return None
+    kind = str(body.get("kind", default_kind))
+    try:
+        component = registry.resolve(section, kind)
+    except registry.RegistryError as exc:
+        problems.append(str(exc))
+        return None
+    if section == "env":
+        _check_env(component, kind, raw.get("reward"), tree, problems)
+    return component, kind, body
+
+
+def _check_env(
+    env_cls: Any, kind: str, reward: Any, tree: dict[str, Any], problems: list[str]
+) -> None:
+    """Add the problems of the env's constructor contract (checked from its signature, nothing
+    is built); an env that brings its own reward gets ``reward: None`` in ``tree``, and a
+    problem if the config has a reward section anyway."""
+    from tmrl2.envs.factory import constructor_problem, provides_reward
+
+    problem = constructor_problem(env_cls, kind)
+    if problem is not None:
+        problems.append(problem)
+    if not provides_reward(env_cls):
+        return
+    tree["reward"] = None
+    if reward:
+        problems.append(
+            f"reward: env.kind {kind} brings its own reward (provides_reward = True), so a "
+            "reward section would not be used: remove it"
+        )
 
 
 def dump_config(config: Config) -> dict[str, Any]:
@@ -201,6 +248,9 @@ def _describe(exc: ValidationError, model: type[BaseModel], prefix: tuple[str, .
             lines.append(_unknown_key(path, list(parent.model_fields)))
             continue
         expected = _expected_type(parent, str(err["loc"][-1])) if err["loc"] else None
+        if err["type"] == "missing":
+            lines.append(f"{path}: required ({expected or 'a value'}), and not set")
+            continue
         # a validator's own message says what was wrong; the type prefix would mislead there
         if err["type"] == "value_error":
             expected = None

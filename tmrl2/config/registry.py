@@ -31,6 +31,7 @@ _BUILTINS: dict[str, dict[str, str]] = {
     "env": {
         "sim": "tmrl2.envs.sim.env:SimEnv",
         "trackmania": "tmrl2.envs.trackmania.env:TrackManiaEnv",
+        "gym": "tmrl2.envs.gym_env:GymEnv",
     },
     "reward": {
         "terms": "tmrl2.rewards.manager:RewardManager",

@@ -8,7 +8,7 @@ by :mod:`tmrl2.config.load`; the other sections are fixed models below.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -29,6 +29,39 @@ DEFAULT_KINDS: dict[str, str] = {
     "algorithm": "sac",
 }
 """The component each section names when its ``kind`` is left out."""
+
+
+def migrate_renamed(raw: dict[str, Any]) -> list[str]:
+    """Rewrite the keys of earlier versions in a parsed config tree, in place (a run folder's
+    resolved config, an old YAML file), and say what was rewritten:
+    ``worker.max_steps_per_update: X`` (steps per update) is ``trainer.updates_per_step:
+    1/X`` (0: ``worker.pace: false``), unless that is set; ``trainer.max_updates_per_sample``
+    (a cap on the trainer alone) is dropped: ``updates_per_step`` caps both sides."""
+    notes: list[str] = []
+    worker, trainer = raw.get("worker"), raw.get("trainer")
+    if isinstance(worker, dict) and "max_steps_per_update" in worker:
+        old = worker.pop("max_steps_per_update")
+        if not isinstance(trainer, dict):
+            trainer = raw["trainer"] = {} if trainer is None else trainer
+        try:
+            steps = float(old)
+        except (TypeError, ValueError):
+            steps = -1.0
+        if steps == 0:
+            worker.setdefault("pace", False)
+        elif steps > 0 and isinstance(trainer, dict):
+            trainer.setdefault("updates_per_step", 1.0 / steps)
+        notes.append(
+            f"worker.max_steps_per_update: {old} is now trainer.updates_per_step "
+            f"({'worker.pace: false' if steps == 0 else f'{1.0 / steps:g}' if steps > 0 else '?'})"
+        )
+    if isinstance(trainer, dict) and "max_updates_per_sample" in trainer:
+        old = trainer.pop("max_updates_per_sample")
+        notes.append(
+            f"trainer.max_updates_per_sample: {old} was dropped: trainer.updates_per_step "
+            "caps the trainer and paces the workers"
+        )
+    return notes
 
 
 class ServerConfig(FrozenModel):
@@ -143,9 +176,11 @@ class WorkerConfig(ClientConfig):
     carries ``envs x chunk_steps`` transitions)."""
     random_steps: int = Field(default=2000, ge=0)
     """Uniform random actions before the first weights arrive (exploration warm-up)."""
-    max_steps_per_update: float = Field(default=2.0, ge=0)
-    """Fast mode only: the worker waits when its steps exceed ``random_steps`` plus this
-    ratio times the trainer's update count (keeps data and learning in step; 0 = off)."""
+    pace: bool = True
+    """Fast mode only: wait for the trainer when the steps would exceed its
+    ``trainer.updates_per_step`` (the trainer's value, sent in its state: one setting for
+    every worker). ``false``: never wait (collection benchmarks; the trainer still caps its
+    updates). Real time never waits."""
     torch_threads: int = Field(default=1, gt=0)
     """Torch threads for policy inference (1 is fastest for batch-1 MLPs)."""
     compression: Literal["none", "lz4"] = "none"
@@ -169,8 +204,13 @@ class TrainerConfig(ClientConfig):
     """Torch threads of the learner (1 holds up best on a busy 2-core machine)."""
     start_samples: int = Field(default=2000, ge=0)
     """Updates start once the memory holds this many transitions."""
-    max_updates_per_sample: float = Field(default=1.0, gt=0)
-    """The trainer waits for data when updates exceed this ratio times samples received."""
+    updates_per_step: float = Field(default=0.5, gt=0, le=1000)
+    """The update-to-data ratio: gradient updates per env step reaching the trainer, counted
+    from ``start_samples`` on (0.5: one update every two steps; 1: SB3's and CleanRL's SAC;
+    20: REDQ). In fast mode both sides honour it: the trainer waits for data beyond it, and
+    the workers (``worker.pace``) wait for the trainer, so the ratio holds whichever side is
+    faster. In real time the env sets the pace: the trainer does at most this many. The
+    progress line shows the measured ratio (``upd/step``)."""
     publish_every_updates: int = Field(default=200, gt=0)
     """Weights are sent to the workers every this many updates."""
     publish_every_s: float = Field(default=0.0, ge=0)
@@ -203,7 +243,10 @@ class Config(FrozenModel):
     worker: WorkerConfig = WorkerConfig()
     trainer: TrainerConfig = TrainerConfig()
     env: ComponentConfig
-    reward: ComponentConfig
+    reward: ComponentConfig | None
+    """The reward computed from the env's telemetry; None for an env that brings its own
+    reward (``provides_reward = True``, e.g. ``env.kind: gym``), which takes no reward
+    section."""
     memory: ComponentConfig
     model: ComponentConfig
     algorithm: ComponentConfig

@@ -1,4 +1,8 @@
-"""Deterministic evaluation: drive a policy for whole episodes and report laps or progress.
+"""Deterministic evaluation: drive a policy for whole episodes and report laps or returns.
+
+Any env: every episode's return and length; :func:`summarize` gives the mean, spread, min and
+max of the returns. A racing env (one that reports telemetry: ``info`` has ``progress_frac``)
+adds laps and progress.
 
 On the simulator an evaluation visits a list of tracks (``tracks``: any track specs, e.g. the
 training tracks, held-out ``env.eval_tracks``, ``generated:100-119``), each for ``episodes``
@@ -9,8 +13,11 @@ randomization is off unless ``randomize``: an evaluation measures the driver, no
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import statistics
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +45,8 @@ class EpisodeResult:
     steps: int
     track: str | None = None
     reference_lap_s: float | None = None
+    racing: bool = True
+    """The env reports laps and progress (telemetry); False: a return is all there is."""
 
     @property
     def lap_ratio(self) -> float | None:
@@ -47,6 +56,8 @@ class EpisodeResult:
         return self.lap_time_s / self.reference_lap_s
 
     def describe(self) -> str:
+        if not self.racing:
+            return f"return {self.episode_return:.1f} ({self.steps} steps)"
         where = f"{self.track}: " if self.track else ""
         if self.finished and self.lap_time_s is not None:
             ratio = self.lap_ratio
@@ -125,6 +136,7 @@ def _result(info: dict[str, Any], total: float, steps: int) -> EpisodeResult:
         steps=steps,
         track=info.get("track"),
         reference_lap_s=info.get("reference_lap_s"),
+        racing="progress_frac" in info,
     )
 
 
@@ -146,10 +158,17 @@ def track_table(results: Sequence[EpisodeResult]) -> list[str]:
 
 
 def summarize(results: Sequence[EpisodeResult]) -> dict[str, Any]:
-    """Finish rate, median lap/reference ratio of the finished laps, mean progress."""
+    """Returns (mean, standard deviation, min, max) for any env; finish rate, median
+    lap/reference ratio of the finished laps and mean progress for a racing one."""
     ratios = [r.lap_ratio for r in results if r.lap_ratio is not None]
+    returns = [r.episode_return for r in results]
     return {
         "episodes": len(results),
+        "racing": any(r.racing for r in results),
+        "return_mean": statistics.fmean(returns) if returns else None,
+        "return_std": statistics.pstdev(returns) if returns else None,
+        "return_min": min(returns) if returns else None,
+        "return_max": max(returns) if returns else None,
         "finished": sum(r.finished for r in results),
         "finish_rate": sum(r.finished for r in results) / len(results) if results else 0.0,
         "median_ratio": statistics.median(ratios) if ratios else None,
@@ -159,14 +178,46 @@ def summarize(results: Sequence[EpisodeResult]) -> dict[str, Any]:
 
 
 def summary_line(results: Sequence[EpisodeResult]) -> str:
-    """One line: finish rate and median lap/reference ratio over ``results``."""
+    """One line: the mean return (and spread); for a racing env the finish rate and median
+    lap/reference ratio over ``results`` first."""
     s = summarize(results)
+    if not results:
+        return "no evaluation episode"
+    returns = (
+        f"mean return {s['return_mean']:.1f} +- {s['return_std']:.1f} over {s['episodes']} "
+        f"episodes (min {s['return_min']:.1f}, max {s['return_max']:.1f})"
+    )
+    if not s["racing"]:
+        return returns
     median = s["median_ratio"]
     ratio = "-" if median is None or not math.isfinite(median) else f"{median:.3f}x"
     return (
         f"finished {s['finished']}/{s['episodes']} ({s['finish_rate']:.0%}), median lap "
-        f"{ratio} the reference, mean progress {s['mean_progress']:.0%}"
+        f"{ratio} the reference, mean progress {s['mean_progress']:.0%}; {returns}"
     )
+
+
+def passed(results: Sequence[EpisodeResult]) -> bool:
+    """What ``tmrl2 eval``'s exit code 0 means: every episode ran to its end with a finite
+    return, and on a racing env every one finished its lap."""
+    if not results or not all(math.isfinite(r.episode_return) for r in results):
+        return False
+    return all(r.finished for r in results if r.racing)
+
+
+def save_results(path: Path, results: Sequence[EpisodeResult], append: bool = False) -> None:
+    """Every episode and the summary as JSON: one line appended to ``path`` (``append``, a
+    run folder's ``evals.jsonl``), or the file written whole."""
+    record = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "summary": summarize(results),
+        "episodes": [{**dataclasses.asdict(r), "lap_ratio": r.lap_ratio} for r in results],
+    }
+    if append:
+        with path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+    else:
+        path.write_text(json.dumps(record, indent=2), encoding="utf-8")
 
 
 def load_policy(

@@ -2,8 +2,9 @@
 
 Flow control: the trainer grants the server ``credit`` chunks ahead and renews it as it
 consumes them, so experience never piles up unbounded in the trainer. Updates are capped at
-``max_updates_per_sample`` times the samples received (it waits for data rather than
-over-fitting a small memory); weights go out every ``publish_every_updates`` updates, or
+``trainer.updates_per_step`` per sample received since the memory was ready (it waits for
+data rather than over-fitting a small memory; :class:`~tmrl2.roles.pacing.UpdateBudget`);
+weights go out every ``publish_every_updates`` updates, or
 every ``publish_every_s`` seconds when that is set and the weights changed since (a slow
 learner, e.g. big images on a CPU, still refreshes its workers' policy on time).
 
@@ -50,9 +51,9 @@ from tmrl2.roles.common import (
 from tmrl2.roles.components import build_algorithm, build_memory, build_model
 from tmrl2.roles.ingest import Accepted, Ingest
 from tmrl2.roles.outbox import Outbox
-from tmrl2.roles.pacing import Clock, TrainerState, WaitLog
+from tmrl2.roles.pacing import Clock, TrainerState, UpdateBudget, WaitLog
 from tmrl2.roles.runfolder import RunFolder
-from tmrl2.telemetry.episodes import TrackStats
+from tmrl2.telemetry.episodes import ReturnStats, TrackStats
 from tmrl2.telemetry.progress import ProgressReporter, RateMeter
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,9 @@ class Trainer:
         """Per-track episodes, finish rate, best lap and lap/reference ratio."""
         self._tracks_changed = False
         self.last_episode: dict[str, Any] | None = None
+        self.returns = ReturnStats()
+        """Every episode's return: per log window (none dropped) and the recent ones."""
+        self.budget = UpdateBudget(self.cfg.updates_per_step)
         self.last_losses: dict[str, float] = {}
         self.elapsed_before_s = 0.0
         self._start = self._last_report = self._last_ckpt = clock()
@@ -231,7 +235,9 @@ class Trainer:
         return bool(run.minutes and self.clock() - self._start >= run.minutes * 60)
 
     def report(self) -> None:
-        metrics = self.metrics(tracks=self._tracks_changed)
+        """One ``metrics.jsonl`` row and progress line: the episodes of the window since the
+        last report (every return, none dropped), per-track rows when they changed."""
+        metrics = {**self.metrics(tracks=self._tracks_changed), **self.returns.take_window()}
         self._tracks_changed = False
         self.reporter.report(metrics)
         if self.on_report is not None:
@@ -246,9 +252,7 @@ class Trainer:
 
     def _can_update(self) -> bool:
         c = self.counters
-        return (
-            self._memory_ready() and c["updates"] < self.cfg.max_updates_per_sample * c["samples"]
-        )
+        return self.budget.allows(self._memory_ready(), c["updates"], c["samples"])
 
     def _why_no_samples(self) -> str:
         rejoins = self.client.rejoins if self.client is not None else 0
@@ -309,8 +313,10 @@ class Trainer:
         for episode in chunk.episodes:
             c["episodes"] += 1
             self.last_episode = episode
-            self.track_stats.add(episode)
-            self._tracks_changed = True
+            self.returns.add(episode.get("return"))
+            if "progress_frac" in episode:  # a racing env's episode (telemetry)
+                self.track_stats.add(episode)
+                self._tracks_changed = True
             lap = episode.get("lap_time_s")
             if episode.get("finished") and lap is not None:
                 c["finishes"] += 1
@@ -357,6 +363,8 @@ class Trainer:
             samples=self.counters["samples"],
             ready=self._memory_ready(),
             weights_version=self.counters["weights_version"],
+            updates_per_step=self.cfg.updates_per_step,
+            ahead=self.budget.ahead(self.counters["updates"], self.counters["samples"]),
         )
         self.outbox.put_state(state.meta())
 
@@ -366,16 +374,24 @@ class Trainer:
         periodic report writes them only when an episode came in since the last one)."""
         c = self.counters
         last = self.last_episode or {}
-        per_track = {"tracks": self.track_stats.as_dict()} if tracks else {}
+        racing = bool(self.track_stats.rows)
+        per_track = {"tracks": self.track_stats.as_dict()} if tracks and racing else {}
+        race = (
+            {"last_progress": last.get("progress_frac", 0.0), "best_lap_s": self.best_lap_s}
+            if racing
+            else {}
+        )
         return {
             **c,
             **self.ingest.counters(),
             "elapsed_s": round(self._elapsed(), 2),
             "samples_per_s": self._sample_rate.rate(c["samples"]),
             "updates_per_s": self._update_rate.rate(c["updates"]),
+            "updates_per_step": self.budget.measured(c["updates"], c["samples"]),
+            "updates_per_step_set": self.cfg.updates_per_step,
             "last_return": last.get("return"),
-            "last_progress": last.get("progress_frac", 0.0),
-            "best_lap_s": self.best_lap_s,
+            **self.returns.recent(),
+            **race,
             "memory_size": len(self.memory),
             **{f"loss/{k}": v for k, v in self.last_losses.items()},
             **{f"reward/{k}": v for k, v in last.get("terms", {}).items()},

@@ -259,9 +259,7 @@ class VecWorker(Worker):
                 f"chunks of {chunk.nbytes / 2**20:.0f} MiB, over server.max_message_bytes "
                 f"({limit / 2**20:.0f} MiB): lower worker.chunk_steps"
             )
-        self.pacer = Pacer(
-            self.cfg.max_steps_per_update, self.cfg.chunk_steps * self.cars, self._realtime
-        )
+        self.pacer = Pacer(self.cfg.chunk_steps * self.cars, self.cfg.pace and not self._realtime)
         self._random = np.random.default_rng(self.seed + 1)
         self._returns = np.zeros(self.cars)
         self._lengths = np.zeros(self.cars, np.int64)

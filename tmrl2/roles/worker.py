@@ -106,7 +106,7 @@ class Worker:
         self.dropped = 0
         """Chunks the socket could not take (send queue full: server away)."""
         self._realtime = bool(getattr(config.env, "realtime", False))
-        self.pacer = Pacer(self.cfg.max_steps_per_update, self.cfg.chunk_steps, self._realtime)
+        self.pacer = Pacer(self.cfg.chunk_steps, self.cfg.pace and not self._realtime)
         self._credit_wait = WaitLog(f"worker {name} waiting for chunk credit", clock)
         self._pace_wait = WaitLog(f"worker {name} waiting for the trainer", clock)
         self._last_drop_log = -math.inf

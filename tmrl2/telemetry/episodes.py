@@ -1,7 +1,8 @@
 """Episode records (what workers report) and per-track statistics (what the trainer keeps).
 
 A worker puts one :func:`episode_record` per finished episode in its chunk's meta. The trainer
-folds them into :class:`TrackStats`: episodes, finishes, finish rate, best lap and the ratio
+keeps every return in :class:`ReturnStats` (per log window, none dropped) and folds the
+racing ones into :class:`TrackStats`: episodes, finishes, finish rate, best lap and the ratio
 of that lap to the track's reference lap, per track; they go to ``metrics.jsonl`` (key
 ``tracks``), to the summary and to the end-of-run table.
 """
@@ -9,11 +10,14 @@ of that lap to the track's reference lap, per track; they go to ``metrics.jsonl`
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
 RECENT = 20
 """Episodes per track behind the recent finish rate."""
+RECENT_RETURNS = 100
+"""Episodes behind the run's recent mean return."""
 MAX_TRACKS = 10_000
 """Most tracks kept (a peer sending made-up names cannot grow the trainer's memory)."""
 
@@ -21,16 +25,21 @@ MAX_TRACKS = 10_000
 def episode_record(
     ep_return: float, steps: int, info: dict[str, Any], terms: dict[str, float]
 ) -> dict[str, Any]:
-    """The record of an episode that ended with ``info`` (see the module docstring)."""
-    lap = info.get("lap_time_s")
+    """The record of an episode that ended with ``info`` (see the module docstring). The
+    racing fields (``finished``, ``lap_time_s``, ``progress_frac``, ``track``,
+    ``reference_lap_s``) are there only for an env that reports telemetry (``info`` has
+    ``progress_frac``): a Gymnasium task's record is its return and length."""
     record: dict[str, Any] = {
         "terms": {name: float(value) for name, value in terms.items()},
         "return": float(ep_return),
         "steps": int(steps),
-        "finished": bool(info.get("finished", False)),
-        "lap_time_s": float(lap) if lap is not None else None,
-        "progress_frac": float(info.get("progress_frac", 0.0)),
     }
+    if "progress_frac" not in info:
+        return record
+    lap = info.get("lap_time_s")
+    record["finished"] = bool(info.get("finished", False))
+    record["lap_time_s"] = float(lap) if lap is not None else None
+    record["progress_frac"] = float(info.get("progress_frac", 0.0))
     track = info.get("track")
     if isinstance(track, str):
         record["track"] = track[:256]
@@ -38,6 +47,42 @@ def episode_record(
     if isinstance(reference, int | float) and math.isfinite(reference) and reference > 0:
         record["reference_lap_s"] = float(reference)
     return record
+
+
+class ReturnStats:
+    """Episode returns: every one of a log window (:meth:`take_window`) and the last
+    :data:`RECENT_RETURNS` (:meth:`recent`)."""
+
+    def __init__(self) -> None:
+        self.window: list[float] = []
+        self.last: deque[float] = deque(maxlen=RECENT_RETURNS)
+
+    def add(self, value: Any) -> None:
+        """One episode's return (a malformed one is skipped: stats, not data)."""
+        try:
+            ret = float(value)
+        except (TypeError, ValueError):
+            return
+        if math.isfinite(ret):
+            self.window.append(ret)
+            self.last.append(ret)
+
+    def take_window(self) -> dict[str, Any]:
+        """The window's ``episodes_window`` (count), ``returns`` (each, in arrival order) and
+        ``return_mean``/``min``/``max`` (None without an episode); starts a new window."""
+        window, self.window = self.window, []
+        return {
+            "episodes_window": len(window),
+            "returns": [round(r, 4) for r in window],
+            "return_mean": sum(window) / len(window) if window else None,
+            "return_min": min(window) if window else None,
+            "return_max": max(window) if window else None,
+        }
+
+    def recent(self) -> dict[str, Any]:
+        """Mean return over the last :data:`RECENT_RETURNS` episodes (None before one)."""
+        last = list(self.last)
+        return {"return_recent_mean": sum(last) / len(last) if last else None}
 
 
 @dataclass

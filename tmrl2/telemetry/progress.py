@@ -27,16 +27,32 @@ class RateMeter:
 
 
 def format_line(m: dict[str, Any]) -> str:
-    """One-line summary: env steps, env steps/s, updates/s, last return, best lap time."""
-    best = m.get("best_lap_s")
-    last = m.get("last_return")
-    return (
+    """One-line summary: env steps and steps/s, updates, updates/s and updates per step,
+    then the episodes: for a racing env the last return, progress and best lap; for any
+    other the window's mean return (min..max, count) or the recent mean."""
+    ratio = m.get("updates_per_step")
+    head = (
         f"steps {m['samples']:>8,d} | {m['samples_per_s']:6.0f} steps/s | "
         f"updates {m['updates']:>8,d} | {m['updates_per_s']:5.0f} upd/s | "
-        f"return {'      -' if last is None else f'{last:7.1f}'} | "
-        f"progress {m.get('last_progress', 0.0):4.0%} | "
-        f"best lap {'-' if best is None else f'{best:.2f} s'} | {m['elapsed_s']:5.0f} s"
+        f"upd/step {'   -' if ratio is None else f'{ratio:4.2f}'} | "
     )
+    if "best_lap_s" in m:  # a racing env
+        best = m.get("best_lap_s")
+        last = m.get("last_return")
+        episodes = (
+            f"return {'      -' if last is None else f'{last:7.1f}'} | "
+            f"progress {m.get('last_progress', 0.0):4.0%} | "
+            f"best lap {'-' if best is None else f'{best:.2f} s'}"
+        )
+    elif m.get("return_mean") is not None:
+        episodes = (
+            f"return {m['return_mean']:8.1f} ({m['return_min']:.1f}..{m['return_max']:.1f}, "
+            f"{m['episodes_window']} ep)"
+        )
+    else:
+        recent = m.get("return_recent_mean")
+        episodes = f"return {'       -' if recent is None else f'{recent:8.1f}'} (last 100)"
+    return f"{head}{episodes} | {m['elapsed_s']:5.0f} s"
 
 
 class ProgressReporter:
