@@ -96,3 +96,25 @@ def test_pace_false_lets_workers_run_ahead_of_a_slow_trainer(
         clock.advance(0.25)
     measured = trainer.budget.measured(trainer.counters["updates"], trainer.counters["samples"])
     assert measured is not None and measured < 0.8 * 4
+
+
+def test_samples_past_start_and_in_flight_at_the_end_are_owed_their_updates() -> None:
+    """SB3's count: a run of N steps makes ``ratio x (N - start_samples)`` updates, even
+    though workers overshoot ``start_samples`` before the trainer sees its memory ready and
+    chunks are in flight when ``run.steps`` is reached."""
+    config = tiny_config("trainer.updates_per_step=2", "trainer.start_samples=100", "run.steps=600")
+    hub = FakeHub()
+    trainer = make_trainer(config, hub)
+    worker = make_worker(config, hub)
+    trainer.start()
+    worker.start()
+    for _ in range(300):  # 300 samples before the trainer looks: 200 past start_samples
+        worker.step(wait_ms=0)
+    while not trainer.done():
+        trainer.step()
+        for _ in range(20):
+            worker.step(wait_ms=0)
+    trainer.settle()
+    samples, updates = trainer.counters["samples"], trainer.counters["updates"]
+    assert samples >= 600 and updates == 2 * (samples - 100)
+    assert trainer.budget.owed(updates, samples) == 0

@@ -31,6 +31,7 @@ from tmrl2.config import registry
 from tmrl2.config.load import load_config
 from tmrl2.config.schema import Config
 from tmrl2.envs.factory import build_env
+from tmrl2.roles.common import set_torch_threads
 from tmrl2.roles.components import build_model
 
 
@@ -98,7 +99,9 @@ def evaluate(
     randomize: bool = False,
 ) -> list[EpisodeResult]:
     """Drive ``actor`` deterministically for ``episodes`` episodes (on each of ``tracks``,
-    simulator only), with the env's domain randomization off unless ``randomize``."""
+    simulator only), with the env's domain randomization off unless ``randomize``. Torch
+    uses ``worker.torch_threads`` (a small policy on many threads is 40x slower here)."""
+    set_torch_threads(config.worker.torch_threads)
     env = build_env(config if randomize else without_randomization(config))
     plan: list[dict[str, Any] | None] = (
         [None] * episodes

@@ -252,7 +252,8 @@ class LocalRun:
                 log.error("role(s) %s exited with an error; stopping the run", ", ".join(dead))
                 break
             samples = self.samples.value
-            if samples != last_samples:
+            settling = bool(self.config.run.steps and samples >= self.config.run.steps)
+            if samples != last_samples or settling:  # settling: owed updates, no new samples
                 last_samples, last_change = samples, time.monotonic()
             elif stall_s and time.monotonic() - last_change >= stall_s:
                 self.failure = (

@@ -5,9 +5,13 @@ sides in fast mode; real time never waits for the trainer (the env sets the pace
 
 The trainer's rule (:class:`UpdateBudget`): once its memory first holds
 ``trainer.start_samples`` in this session it anchors ``(updates0, samples0)`` and then
-updates while ``updates - updates0 < updates_per_step * (samples - samples0)``. Anchoring per
-session means that a trainer resumed with another ratio, or with counters restored but an
-empty memory, starts from where it is instead of owing (or being owed) updates.
+updates while ``updates - updates0 < updates_per_step * (samples - samples0)``; ``samples0``
+is where ``start_samples`` was reached (the samples that overshot it before the trainer saw
+its memory ready are owed updates too), and at ``run.steps`` the trainer makes the updates
+still owed before it stops: a run of N steps has ``updates_per_step * (N - start_samples)``
+updates, as SB3's SAC with ``learning_starts``. Anchoring per session means that a trainer
+resumed with another ratio, or with counters restored but an empty memory, starts from where
+it is instead of owing (or being owed) updates from an earlier session.
 
 The workers' rule (:class:`Pacer`): a worker paces itself against the ``state`` the trainer
 publishes (session, updates, samples, ready, weights version, ``updates_per_step``, and
@@ -119,6 +123,10 @@ class UpdateBudget:
             return 0.0
         updates0, samples0 = self.anchor
         return (samples - samples0) - (updates - updates0) / self.ratio
+
+    def owed(self, updates: int, samples: int) -> int:
+        """Updates the ratio allows now for the samples received (0 before the anchor)."""
+        return max(math.ceil(self.ahead(updates, samples) * self.ratio), 0)
 
     def measured(self, updates: int, samples: int) -> float | None:
         """Updates per step since the anchor (None before it, or without a new sample)."""

@@ -140,6 +140,7 @@ class Trainer:
         self.returns = ReturnStats()
         """Every episode's return: per log window (none dropped) and the recent ones."""
         self.budget = UpdateBudget(self.cfg.updates_per_step)
+        self._session_samples0 = 0
         self.last_losses: dict[str, float] = {}
         self.elapsed_before_s = 0.0
         self._start = self._last_report = self._last_ckpt = clock()
@@ -163,9 +164,25 @@ class Trainer:
         try:
             while not self.done():
                 self.step()
+            if self._reached_steps():
+                self.settle()
         finally:
             self.finish()
         return self.metrics()
+
+    def settle(self) -> None:
+        """At ``run.steps``: make the updates the ratio still owes for the samples received
+        (those in flight when the limit was reached), so that a run of N steps has
+        ``updates_per_step x (N - start_samples)`` updates, as in SB3 (not on Ctrl-C or at
+        ``run.minutes``: those stop now)."""
+        owed = self.budget.owed(self.counters["updates"], self.counters["samples"])
+        if owed >= 1:
+            log.info("run.steps reached: %d updates owed by trainer.updates_per_step", owed)
+        while self._can_update() and not self.stop.is_set():
+            self._update_burst()
+            if self.clock() - self._last_report >= self.config.run.log_every_s:
+                self.report()
+                self._last_report = self.clock()
 
     def start(self) -> None:
         """Connect; grant credit, tell the state, re-publish restored weights."""
@@ -177,6 +194,7 @@ class Trainer:
         self._on_welcome(welcome)
         self._start = self._last_report = self._last_ckpt = self.clock()
         self._last_publish = (self.counters["updates"], self._start)
+        self._session_samples0 = self.counters["samples"]
         if self.counters["updates"]:
             self._publish()
         self.outbox.flush(self.client)
@@ -228,11 +246,13 @@ class Trainer:
 
     def done(self) -> bool:
         run = self.config.run
-        if self.stop.is_set():
-            return True
-        if run.steps and self.counters["samples"] >= run.steps:
+        if self.stop.is_set() or self._reached_steps():
             return True
         return bool(run.minutes and self.clock() - self._start >= run.minutes * 60)
+
+    def _reached_steps(self) -> bool:
+        steps = self.config.run.steps
+        return bool(steps and self.counters["samples"] >= steps)
 
     def report(self) -> None:
         """One ``metrics.jsonl`` row and progress line: the episodes of the window since the
@@ -252,7 +272,15 @@ class Trainer:
 
     def _can_update(self) -> bool:
         c = self.counters
-        return self.budget.allows(self._memory_ready(), c["updates"], c["samples"])
+        ready = self._memory_ready()
+        if ready and self.budget.anchor is None:
+            # Samples beyond start_samples that arrived before the memory was seen ready (the
+            # workers do not wait before that) are owed updates too, as in SB3; samples of
+            # earlier sessions are not.
+            surplus = max(len(self.memory) - self.cfg.start_samples, 0)
+            samples0 = max(self._session_samples0, c["samples"] - surplus)
+            self.budget.anchor = (c["updates"], samples0)
+        return self.budget.allows(ready, c["updates"], c["samples"])
 
     def _why_no_samples(self) -> str:
         rejoins = self.client.rejoins if self.client is not None else 0
