@@ -54,6 +54,24 @@ def test_pendulum_keeps_its_spaces_and_its_own_rewards() -> None:
         reference.close()
 
 
+def test_action_repeat_sums_the_rewards_of_the_repeated_steps() -> None:
+    env = _gym("Pendulum-v1", "env.action_repeat=3", "env.max_episode_steps=7")
+    reference = gym.make("Pendulum-v1", max_episode_steps=7)
+    try:
+        obs, _ = env.reset(seed=5)
+        reference.reset(seed=5)
+        action = np.array([0.7], np.float32)
+        for repeats in (3, 3, 1):  # 7 steps: the last decision is cut by the time limit
+            obs, reward, _, truncated, _ = env.step(action)
+            rewards = [float(reference.step(action)[1]) for _ in range(repeats)]
+            assert reward == pytest.approx(sum(rewards))
+        assert truncated
+        np.testing.assert_allclose(obs, reference.unwrapped._get_obs(), rtol=1e-6)  # type: ignore[attr-defined]
+    finally:
+        env.close()
+        reference.close()
+
+
 def test_a_resolved_gym_config_reloads_as_it_was() -> None:
     config = load_config(None, [*PENDULUM, "env.import=gymkit", "env.frame_stack=2"])
     data = dump_config(config)

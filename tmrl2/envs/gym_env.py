@@ -58,6 +58,10 @@ class GymEnvConfig(ComponentConfig):
     """Keyword arguments of ``gymnasium.make``, e.g. ``{continuous: true}``."""
     max_episode_steps: int | None = Field(default=None, gt=0)
     """Truncate episodes after this many steps; null: the id's own limit."""
+    action_repeat: int = Field(default=1, ge=1)
+    """Each action is applied for this many env steps, their rewards summed, the last
+    observation kept (stops early at an episode end): fewer, longer decisions (e.g. 2 for
+    CarRacing, as rl-baselines3-zoo). The env's time limit still counts its own steps."""
     frame_stack: int = Field(default=1, ge=1)
     """Observations stacked, oldest first: each part gets a leading axis of this size (1: the
     observation as it is, no stacking axis, except the ``image`` of ``pixels``)."""
@@ -189,6 +193,7 @@ class Adapter(gym.Wrapper[Any, np.ndarray, Any, Any]):
         self._actions = spaces.Box(low, high, dtype=np.float32)
         self.action_space = self._actions
         self._stack = config.frame_stack
+        self._repeat = config.action_repeat
         self._pixels: tuple[bool, tuple[int, int] | None] | None = None
         if config.pixels:
             from_render = not is_image(env.observation_space)
@@ -232,12 +237,16 @@ class Adapter(gym.Wrapper[Any, np.ndarray, Any, Any]):
             self._actions.low,
             self._actions.high,
         )
-        obs, reward, terminated, truncated, info = self.env.step(
-            flat.reshape(inner.shape).astype(inner.dtype)
-        )
+        applied = flat.reshape(inner.shape).astype(inner.dtype)
+        total = 0.0
+        for _ in range(self._repeat):
+            obs, reward, terminated, truncated, info = self.env.step(applied)
+            total += float(reward)
+            if terminated or truncated:
+                break
         for key, part in self._read(obs).items():
             self._history[key] = [*self._history[key][1:], part]
-        return self._observation(), reward, terminated, truncated, info
+        return self._observation(), total, terminated, truncated, info
 
     def _read(self, obs: Any) -> dict[str, np.ndarray]:
         if self._pixels is not None:
