@@ -14,6 +14,12 @@ if [ ! -f /usr/include/angelscript.h ] && [ "$(id -u)" = 0 ] && command -v apt-g
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ angelscript-dev) \
         >/dev/null 2>&1 || echo "note: could not install angelscript-dev; the plugin compile check will skip" >&2
 fi
+# The report's page is opened in a headless browser (Debian's chromium-headless-shell) when
+# one can be installed; otherwise that one test skips and says why.
+if ! command -v chromium-headless-shell >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell) >/dev/null 2>&1 \
+        || echo "note: could not install chromium-headless-shell; the report's browser test will skip" >&2
+fi
 .venv/bin/ruff check tmrl2 tests benchmarks
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -367,6 +367,7 @@ _EXTRA_COMMANDS = (
     "tmrl2.envs.sim.serve_cli",
     "tmrl2.envs.trackmania.commands",
     "tmrl2.envs.trackmania.plugin_cli",
+    "tmrl2.report.commands",
 )
 """Modules whose ``add_commands(subparsers)`` adds sub-commands and returns their handlers
 (``name -> handler(args) -> exit code``). Keep their imports light: no torch at parse time."""
