@@ -231,6 +231,37 @@ class TrainerConfig(ClientConfig):
     """Chunks the trainer lets the server send ahead of consumption (flow control)."""
 
 
+class WandbConfig(FrozenModel):
+    """Weights & Biases logging (opt-in; ``pip install tmrl2[wandb]``): the same scalars as
+    TensorBoard, one W&B run per run folder (docs/logging.md).
+
+    The API key comes from the environment only (``WANDB_API_KEY``), never from a config
+    file: this section has no ``api_key`` field, so a config that sets one fails validation
+    (unknown key) and no key ever reaches the run folder's resolved config."""
+
+    project: str = Field(default="tmrl2", min_length=1)
+    """W&B project the run goes to."""
+    entity: str | None = None
+    """W&B user or team owning the project (None: the API key's default entity)."""
+    group: str | None = None
+    """W&B group, to show related runs together (e.g. the seeds of one experiment)."""
+    mode: Literal["online", "offline", "disabled"] = "offline"
+    """``offline``: write the run under ``<run>/wandb/`` with no network (upload later with
+    ``wandb sync``); ``online``: stream to the W&B server (needs ``WANDB_API_KEY`` in the
+    environment; the trainer refuses to start without it); ``disabled``: no W&B at all."""
+
+
+class LoggingConfig(FrozenModel):
+    """Where the trainer's metrics go, besides the console line (docs/logging.md)."""
+
+    jsonl: bool = True
+    """Append every report to ``<run>/metrics.jsonl`` (``tmrl2 report`` reads it)."""
+    tensorboard: bool = True
+    """Write TensorBoard event files to ``<run>/tb/`` (``tensorboard --logdir runs``)."""
+    wandb: WandbConfig | None = None
+    """Weights & Biases settings (None: off), e.g. ``{project: evo, mode: offline}``."""
+
+
 class Config(FrozenModel):
     """The whole run: one YAML file, every section optional (defaults are the sim job).
 
@@ -242,6 +273,8 @@ class Config(FrozenModel):
     server: ServerConfig = ServerConfig()
     worker: WorkerConfig = WorkerConfig()
     trainer: TrainerConfig = TrainerConfig()
+    logging: LoggingConfig = LoggingConfig()
+    """Metrics sinks: ``metrics.jsonl``, TensorBoard, W&B (docs/logging.md)."""
     env: ComponentConfig
     reward: ComponentConfig | None
     """The reward computed from the env's telemetry; None for an env that brings its own
