@@ -440,9 +440,10 @@ def fairness_notes(config: Config, sides: list[str], redq_ratio: float) -> list[
         f"the latest weights; EVO RL's worker acts with weights published every "
         f"{t.publish_every_updates} updates, sends chunks of {w.chunk_steps} steps, and its "
         f"update ratio ({t.updates_per_step:g}) is held by pacing, which lets the worker run up "
-        f"to {2 * w.chunk_steps} steps ahead (and further while the trainer starts): EVO RL's "
-        "run ends when the steps reach the budget, so it may make a few hundred fewer updates "
-        "than SB3 (see each run's updates and upd/step)",
+        f"to {2 * w.chunk_steps} steps ahead (and further while the trainer starts), so its "
+        "data runs a little ahead of its policy. Update counts are equal: a run of N steps "
+        "makes updates_per_step x (N - start_samples) updates on both sides (EVO RL's trainer "
+        "makes the updates still owed at the budget before it stops; see each run's updates)",
         "time: EVO RL's 'time s' is the trainer's elapsed_s, from its connection to its end, "
         "SB3's is model.learn() alone. The worker starts with the trainer and may step up to "
         f"server.worker_credit ({config.server.worker_credit}) chunks of uniform random actions "
