@@ -55,6 +55,7 @@ from tmrl2.roles.pacing import Clock, TrainerState, UpdateBudget, WaitLog
 from tmrl2.roles.runfolder import RunFolder
 from tmrl2.telemetry.episodes import ReturnStats, TrackStats
 from tmrl2.telemetry.progress import ProgressReporter, RateMeter
+from tmrl2.telemetry.sinks import build_sinks
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class Trainer:
         payload = self.folder.load(self.memory) if resume and self.folder is not None else None
         if payload is not None:
             self._restore(payload)
-        self.reporter = ProgressReporter(run_dir / "metrics.jsonl" if run_dir else None, live=live)
+        self.reporter = ProgressReporter(live=live, sinks=build_sinks(config, run_dir, resume))
         self._sample_rate, self._update_rate = RateMeter(), RateMeter()
         log.info("replay memory: %s bytes per transition", self.memory.bytes_per_transition)
 

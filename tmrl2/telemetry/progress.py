@@ -1,13 +1,16 @@
-"""Training progress: rolling rates, the live console line and ``metrics.jsonl``."""
+"""Training progress: rolling rates, the live console line, and the metrics sinks
+(``metrics.jsonl``, TensorBoard, W&B: :mod:`tmrl2.telemetry.sinks`)."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+from tmrl2.telemetry.sinks import JsonlSink, Sink, close_all, write_all
 
 
 class RateMeter:
@@ -56,32 +59,37 @@ def format_line(m: dict[str, Any]) -> str:
 
 
 class ProgressReporter:
-    """Writes metrics to ``metrics.jsonl`` and shows a live line on the console."""
+    """Writes each report to the metrics sinks and shows a live line on the console."""
 
     def __init__(
         self,
-        jsonl: Path | None,
+        jsonl: Path | None = None,
         stream: TextIO | None = None,
         live: bool = True,
         plain_every_s: float = 10.0,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         """Args:
-        jsonl: file the metrics are appended to (None: console only).
+        jsonl: file the metrics are appended to, one JSON line per report (None: none; a
+            shorthand for a :class:`~tmrl2.telemetry.sinks.JsonlSink` in ``sinks``).
         stream: console stream (stderr by default).
         live: redraw one line in place when the stream is a terminal.
         plain_every_s: on a non-terminal stream, print a line at most this often.
+        sinks: more destinations of every report
+            (:func:`~tmrl2.telemetry.sinks.build_sinks`); a failing one is logged and
+            skipped, never fatal.
         """
         self.stream = stream or sys.stderr
         self.live = live and self.stream.isatty()
         self.plain_every_s = plain_every_s
-        self._file = jsonl.open("a", encoding="utf-8") if jsonl else None
+        self.sinks: list[Sink] = [JsonlSink(jsonl)] if jsonl else []
+        self.sinks.extend(sinks)
+        self._failed: set[int] = set()
         self._last_len = 0
         self._last_plain = -float("inf")
 
     def report(self, metrics: dict[str, Any]) -> None:
-        if self._file:
-            self._file.write(json.dumps(metrics) + "\n")
-            self._file.flush()
+        write_all(self.sinks, metrics, self._failed)
         line = format_line(metrics)
         if self.live:
             pad = max(0, self._last_len - len(line))
@@ -95,5 +103,4 @@ class ProgressReporter:
     def close(self) -> None:
         if self.live and self._last_len:
             self.stream.write("\n")
-        if self._file:
-            self._file.close()
+        close_all(self.sinks)
