@@ -169,7 +169,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _run_failure(summary: dict[str, Any]) -> str | None:
     """Why a finished ``tmrl2 train`` run counts as failed (exit code 1), or None."""
-    if summary.get("failure"):  # the launcher stopped the run early (e.g. a stall)
+    if summary.get("failure"):  # stopped early: by the launcher (a stall), the trainer (NaN)
         return str(summary["failure"])
     codes = summary.get("exit_codes") or {}
     failed = {name: code for name, code in codes.items() if code != 0}
@@ -256,7 +256,7 @@ def _cmd_trainer(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     print(json.dumps(summary, indent=2))
-    return 0
+    return 1 if summary.get("failure") else 0  # it stopped on NaN (the log says so)
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:

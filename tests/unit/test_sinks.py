@@ -174,7 +174,12 @@ def test_tensorboard_events_of_a_racing_trainer(tmp_path: Path) -> None:
 
 def test_logging_section_defaults_flags_and_no_api_key(tmp_path: Path) -> None:
     config = load_config()
-    assert dump_config(config)["logging"] == {"jsonl": True, "tensorboard": True, "wandb": None}
+    logging = dump_config(config)["logging"]
+    assert {k: logging[k] for k in ("jsonl", "tensorboard", "wandb")} == {
+        "jsonl": True,
+        "tensorboard": True,
+        "wandb": None,
+    }
     on = load_config(None, ["logging.wandb.mode=offline", "logging.wandb.project=evo"])
     assert on.logging.wandb is not None and on.logging.wandb.project == "evo"
     with pytest.raises(ConfigError, match="api_key"):

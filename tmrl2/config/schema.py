@@ -142,6 +142,27 @@ class RunConfig(FrozenModel):
     reached the trainer for this long, counted from the start: workers stuck or cut off
     should not hold a machine for hours with nothing to show (0 = never). Standalone roles
     wait for each other as long as it takes."""
+    eval_every_updates: int = Field(default=0, ge=0)
+    """Evaluation during training (``tmrl2 train`` only): evaluate the newest checkpoint once
+    it is this many updates past the last one evaluated (0 = off; with ``eval_every_min``,
+    whichever comes first). A separate process at the lowest CPU priority drives it, so
+    training never waits for it; it sees checkpoints only (``trainer.checkpoint_every_s``).
+    Results go to ``<run>/eval.jsonl`` and TensorBoard's ``eval/`` tags, the best policy to
+    ``<run>/best.pt`` (docs/logging.md)."""
+    eval_every_min: float = Field(default=10.0, ge=0)
+    """Also evaluate the newest checkpoint when this many minutes passed since the last
+    evaluation (0 = off). On by default because it is cheap: one episode per evaluation track
+    every 10 minutes (under a second of CPU for the default job, at the lowest priority),
+    and the evaluator process is started only shortly before its first evaluation is due,
+    so a run shorter than that has none."""
+    eval_during_episodes: int = Field(default=1, ge=1)
+    """Deterministic episodes per evaluation track in each evaluation during training (the
+    same tracks and seeds every time, so that evaluations compare)."""
+    keep_checkpoints: int = Field(default=3, ge=0)
+    """Besides ``checkpoint.pt``, keep the last this many checkpoints as
+    ``<run>/checkpoints/ckpt-<updates>.pt`` (hard links where the filesystem allows: no copy
+    until the next checkpoint replaces the file); older ones are deleted, ``best.pt`` never
+    (0 = no history)."""
 
 
 class ClientConfig(FrozenModel):
@@ -251,6 +272,39 @@ class WandbConfig(FrozenModel):
     environment; the trainer refuses to start without it); ``disabled``: no W&B at all."""
 
 
+class AlarmConfig(FrozenModel):
+    """The trainer's alarms (docs/logging.md, "Alarms"): each fires once when its condition
+    starts and once when it clears; shown in the progress line (``ALARM: <kind>``), logged,
+    written to ``<run>/alarms.jsonl`` and POSTed to ``webhook_url``. NaN or infinite losses
+    or weights always stop the trainer (no key: the last good checkpoint is kept)."""
+
+    q_abs_max: float = Field(default=1e4, ge=0)
+    """``exploding_q``: the learner's mean Q value (``loss/q_mean``) beyond this in absolute
+    value (0 = off). |Q| stays near ``max |reward| / (1 - gamma)``: raise it for large reward
+    scales or a gamma close to 1."""
+    no_samples_s: float = Field(default=60.0, ge=0)
+    """``no_samples``: no new sample reached the trainer for this long, counted from its first
+    report (0 = off). ``run.stall_timeout_s`` later stops a ``tmrl2 train`` run."""
+    worker_lost_s: float = Field(default=120.0, ge=0)
+    """``worker_lost``: a worker that sent chunks was not heard from for this long (one alarm
+    per worker name, cleared when it is back; 0 = off). Raise it when many paced workers share
+    a slow trainer (each then sends a chunk only every so often)."""
+    policy_lag_max: int = Field(default=50, ge=0)
+    """``policy_lag``: the newest published weights version minus the newest one a worker
+    acted with, above this (0 = off): workers do not receive or apply new weights."""
+    dropped_chunks: bool = True
+    """``dropped_chunks``: chunks or episode records rejected by the trainer, or samples lost
+    on the way (the ingest counters ``rejected_chunks``, ``rejected_episodes``,
+    ``samples_lost``) grew; cleared after a minute without new ones."""
+    return_stall_min: float = Field(default=0.0, ge=0)
+    """``return_stall``: the mean return of the last 100 episodes made no new best for this
+    many minutes (0 = off: a run that has converged stalls too; set e.g. 30 to be told)."""
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    """POST every alarm (raised and cleared) as JSON to this ``http(s)://`` URL, on a
+    background thread with a short timeout; a failing hook is logged once and never stops
+    training (None: no webhook). The JSON has a ``text`` line (Slack-style hooks show it)."""
+
+
 class LoggingConfig(FrozenModel):
     """Where the trainer's metrics go, besides the console line (docs/logging.md)."""
 
@@ -260,6 +314,9 @@ class LoggingConfig(FrozenModel):
     """Write TensorBoard event files to ``<run>/tb/`` (``tensorboard --logdir runs``)."""
     wandb: WandbConfig | None = None
     """Weights & Biases settings (None: off), e.g. ``{project: evo, mode: offline}``."""
+    alarms: AlarmConfig = AlarmConfig()
+    """The trainer's alarms: exploding Q, no samples, a worker lost, policy lag, dropped
+    chunks, a stalled return, and where they go (``webhook_url``)."""
 
 
 class Config(FrozenModel):

@@ -5,6 +5,12 @@ and receive the resolved config as plain data. They ignore SIGINT: Ctrl-C reache
 launcher, which sets the shared stop event so that every role finishes its step, the trainer
 writes its checkpoint, and sockets close; stragglers are terminated after a grace period, so
 no process outlives the run and the port is freed.
+
+With evaluation during training on (``run.eval_every_updates``/``run.eval_every_min``), an
+evaluator process (:mod:`tmrl2.roles.evaluator`) evaluates the trainer's checkpoints beside
+it; for a minutes-only schedule it is started shortly before its first evaluation is due. It
+is not a role the run depends on: its failure is logged, never stops training, and its exit
+code is apart from the roles' (``evaluator_exit_code``).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing as mp
+import os
 import secrets
 import signal
 import socket
@@ -34,6 +41,11 @@ GRACE_S = 15.0
 """How long roles get to stop by themselves before they are terminated."""
 SERVER_START_S = 60.0
 """How long the server child gets to bind and report its port."""
+EVALUATOR_LEAD_S = 30.0
+"""A minutes-only evaluator is started this long before its first evaluation is due (it
+needs a few seconds to import torch); an updates schedule starts it with the run."""
+EVALUATOR = "evaluator"
+"""The evaluator's key in :attr:`LocalRun.processes`."""
 DEFAULT_PORT: int = ServerConfig.model_fields["port"].default
 """``server.port``'s default: ``tmrl2 train`` binds any free port instead."""
 
@@ -131,6 +143,14 @@ def _trainer_main(
     run_trainer(config, address, Path(run_dir), stop, resume, run_token=token, on_report=on_report)
 
 
+def _evaluator_main(data: dict[str, Any], run_dir: str, stop: Any, started: float) -> None:
+    _child_setup(EVALUATOR)
+    from tmrl2.roles.evaluator import lower_priority, run_evaluator
+
+    lower_priority()
+    run_evaluator(Path(run_dir), load_config(data=data), stop, started=started)
+
+
 def _worker_main(data: dict[str, Any], address: str, stop: Any, index: int, token: str) -> None:
     _child_setup(f"worker-{index}")
     from tmrl2.roles.worker import run_worker
@@ -168,6 +188,11 @@ class LocalRun:
         self.samples = self._ctx.Value("q", -1)
         """The trainer's sample count at its latest report (-1: none yet)."""
         self.processes: dict[str, mp.process.BaseProcess] = {}
+        self.started: float | None = None
+        """Wall time (``time.time()``) the roles were started (None: not yet)."""
+        self._evaluator_due: float | None = None
+        """Wall time the evaluator is to be started (None: not, or already started)."""
+        self._evaluator_dead_logged = False
 
     def start(self) -> LocalRun:
         """Start the server, wait until it is bound, then the trainer and the workers."""
@@ -200,7 +225,36 @@ class LocalRun:
         for name, proc in self.processes.items():
             if name != "server":
                 proc.start()
+        self.started = time.time()
+        self._plan_evaluator()
+        self._maybe_start_evaluator()
         return self
+
+    def _plan_evaluator(self) -> None:
+        """When to start the evaluator (module docstring), if at all."""
+        from tmrl2.roles.evaluator import enabled, refusal
+
+        if not enabled(self.config) or self.started is None:
+            return
+        why = refusal(self.config)
+        if why is not None:
+            log.warning("%s", why)
+            return
+        run = self.config.run
+        lead = 0.0 if run.eval_every_updates else run.eval_every_min * 60 - EVALUATOR_LEAD_S
+        self._evaluator_due = self.started + max(0.0, lead)
+
+    def _maybe_start_evaluator(self) -> None:
+        if self._evaluator_due is None or time.time() < self._evaluator_due:
+            return
+        self._evaluator_due = None
+        proc = self._ctx.Process(
+            target=_evaluator_main,
+            args=(dump_config(self.config), str(self.run_dir), self.stop_event, self.started),
+            name="tmrl2-evaluator",
+        )
+        self.processes[EVALUATOR] = proc
+        proc.start()
 
     def _start_server(self, data: dict[str, Any]) -> int:
         asked = bind_port(self.config)
@@ -247,7 +301,9 @@ class LocalRun:
             trainer = self.processes["trainer"]
             if not trainer.is_alive():
                 break
-            dead = [n for n, p in self.processes.items() if not p.is_alive() and p.exitcode]
+            self._maybe_start_evaluator()
+            dead = [n for n, p in self.roles().items() if not p.is_alive() and p.exitcode]
+            self._check_evaluator()
             if dead:
                 log.error("role(s) %s exited with an error; stopping the run", ", ".join(dead))
                 break
@@ -284,9 +340,29 @@ class LocalRun:
                 proc.kill()
                 proc.join()
 
+    def _check_evaluator(self) -> None:
+        proc = self.processes.get(EVALUATOR)
+        if proc is None or self._evaluator_dead_logged or proc.is_alive() or not proc.exitcode:
+            return
+        self._evaluator_dead_logged = True
+        log.warning(
+            "the evaluator exited with code %s: no more evaluations during training; "
+            "training goes on",
+            proc.exitcode,
+        )
+
+    def roles(self) -> dict[str, mp.process.BaseProcess]:
+        """The processes the run depends on: server, trainer, workers (not the evaluator)."""
+        return {name: proc for name, proc in self.processes.items() if name != EVALUATOR}
+
     def exit_codes(self) -> dict[str, int | None]:
-        """Exit code of every role (None: still running)."""
-        return {name: proc.exitcode for name, proc in self.processes.items()}
+        """Exit code of every role (None: still running); not the evaluator's."""
+        return {name: proc.exitcode for name, proc in self.roles().items()}
+
+    def evaluator_exit_code(self) -> int | None:
+        """The evaluator's exit code (None: not started, or still running)."""
+        proc = self.processes.get(EVALUATOR)
+        return None if proc is None else proc.exitcode
 
 
 def launch_all(config: Config, run_dir: Path | None = None, resume: bool = False) -> LocalRun:
@@ -300,10 +376,13 @@ def run_local_training(
     """Train on this machine until ``run.steps``/``run.minutes`` or Ctrl-C, then evaluate.
 
     Returns the trainer's summary plus ``eval`` (one description per evaluation episode),
-    ``eval_results`` (their fields), ``eval_finished``, ``run_dir``, ``exit_codes`` (of every
-    role) and, when the launcher stopped the run early (``run.stall_timeout_s``), ``failure``
-    (one line). ``tmrl2 train`` exits 1 when a role failed, no sample arrived, or there is a
-    ``failure``.
+    ``eval_results`` (their fields), ``eval_finished``, ``eval_summary``, ``run_dir``,
+    ``exit_codes`` (of every role), with evaluation during training ``eval_best`` (the row of
+    ``best.pt``: :mod:`tmrl2.roles.evaluator`, which also records the final checkpoint) and
+    ``evaluator_exit_code``, and, when the launcher stopped the run early
+    (``run.stall_timeout_s``), ``failure`` (one line). The same is written back into
+    ``<run>/summary.json`` (the trainer's, when it wrote one). ``tmrl2 train`` exits 1 when a
+    role failed, no sample arrived, or there is a ``failure``.
 
     Raises:
         LaunchError: the server could not bind (a busy ``server.port``).
@@ -324,14 +403,48 @@ def run_local_training(
         summary["failure"] = run.failure
     summary["eval"] = []
     checkpoint = run.run_dir / "checkpoint.pt"
+    results = None
+    eval_s = 0.0
     if config.run.eval_episodes and checkpoint.is_file():
         from tmrl2.roles.evaluate import default_tracks, evaluate, load_policy, summarize
 
+        start = time.monotonic()
         eval_config, actor = load_policy(checkpoint, trust_config=True)  # our own run
         tracks = default_tracks(eval_config)  # every training and held-out track
         results = evaluate(eval_config, actor, config.run.eval_episodes, tracks=tracks)
+        eval_s = time.monotonic() - start
         summary["eval"] = [r.describe() for r in results]
         summary["eval_results"] = [dataclasses.asdict(r) for r in results]
         summary["eval_finished"] = sum(r.finished for r in results)
         summary["eval_summary"] = summarize(results)
+    _during_training(run, config, results, eval_s, summary)
+    if summary_path.is_file():  # the trainer's, with the evaluations added
+        tmp = summary_path.with_name(summary_path.name + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        os.replace(tmp, summary_path)
     return summary
+
+
+def _during_training(
+    run: LocalRun,
+    config: Config,
+    results: list[Any] | None,
+    eval_s: float,
+    summary: dict[str, Any],
+) -> None:
+    """Evaluation during training, after the run: the final checkpoint recorded as one more
+    evaluation (:func:`~tmrl2.roles.evaluator.record_final`), ``eval_best`` and the
+    evaluator's exit code added to ``summary``."""
+    from tmrl2.roles.evaluator import enabled, read_best, record_final, refusal
+
+    if not enabled(config) or refusal(config) is not None:
+        return
+    if EVALUATOR in run.processes:
+        summary["evaluator_exit_code"] = run.evaluator_exit_code()
+    try:
+        record_final(run.run_dir, config, results, config.run.eval_episodes, eval_s)
+    except Exception as exc:  # an evaluation that fails does not fail the run
+        log.warning("the final checkpoint was not recorded as an evaluation: %r", exc)
+    best = read_best(run.run_dir)
+    if best is not None:
+        summary["eval_best"] = best

@@ -16,6 +16,10 @@ resumed trainer never deadlocks them. Credit, state and weights go through an
 nothing but the data that did not come. Counters continue from the checkpoint, and weight
 versions continue above both the checkpoint's and the server's (``welcome``).
 
+Alarms (:mod:`tmrl2.telemetry.alarms`) are checked at every report; NaN or infinite losses
+(every update) or weights (every checkpoint) stop the trainer with ``failure`` in its summary,
+and the last good checkpoint stays on disk.
+
 Construction (:func:`build_trainer`: env spaces, components, the socket) is apart from
 behaviour (:class:`Trainer`, given its collaborators), so tests run it in one process with
 fakes (``tests/unit/rolekit.py``).
@@ -53,6 +57,7 @@ from tmrl2.roles.ingest import Accepted, Ingest
 from tmrl2.roles.outbox import Outbox
 from tmrl2.roles.pacing import Clock, TrainerState, UpdateBudget, WaitLog
 from tmrl2.roles.runfolder import RunFolder
+from tmrl2.telemetry.alarms import Alarms, divergence_line, nonfinite_losses, weights_finite
 from tmrl2.telemetry.episodes import ReturnStats, TrackStats
 from tmrl2.telemetry.progress import ProgressReporter, RateMeter
 from tmrl2.telemetry.sinks import build_sinks
@@ -150,10 +155,19 @@ class Trainer:
         self._ready = False
         self._latest_weights: Message | None = None
         self._no_samples = WaitLog("trainer waiting for samples", clock)
-        self.folder = None if run_dir is None else RunFolder(run_dir, self.cfg.save_memory, clock)
+        self.folder = (
+            None
+            if run_dir is None
+            else RunFolder(run_dir, self.cfg.save_memory, clock, config.run.keep_checkpoints)
+        )
         payload = self.folder.load(self.memory) if resume and self.folder is not None else None
         if payload is not None:
             self._restore(payload)
+        self.failure: str | None = None
+        """Why the trainer stopped itself (NaN or infinite losses or weights), or None."""
+        self._saved_updates = self.counters["updates"] if payload is not None else None
+        """Updates in the checkpoint on disk (None: none written yet)."""
+        self.alarms = Alarms(config.logging.alarms, run_dir)
         self.reporter = ProgressReporter(live=live, sinks=build_sinks(config, run_dir, resume))
         self._sample_rate, self._update_rate = RateMeter(), RateMeter()
         log.info("replay memory: %s bytes per transition", self.memory.bytes_per_transition)
@@ -179,7 +193,7 @@ class Trainer:
         owed = self.budget.owed(self.counters["updates"], self.counters["samples"])
         if owed >= 1:
             log.info("run.steps reached: %d updates owed by trainer.updates_per_step", owed)
-        while self._can_update() and not self.stop.is_set():
+        while self._can_update() and not self.stop.is_set() and self.failure is None:
             self._update_burst()
             if self.clock() - self._last_report >= self.config.run.log_every_s:
                 self.report()
@@ -211,6 +225,8 @@ class Trainer:
         else:
             self._no_samples.waiting(self._why_no_samples)
         self._update_burst()
+        if self.failure is not None:  # NaN: nothing more is published or saved
+            return
         updates, now = self.counters["updates"], self.clock()
         last_updates, last_t = self._last_publish
         if self._publish_due(updates - last_updates, now - last_t):
@@ -233,21 +249,23 @@ class Trainer:
         try:
             self.save()
             if self.client is not None:
-                self._publish()
+                if self.failure is None:
+                    self._publish()
                 self.outbox.flush(self.client)
                 self.client.try_send(Message("bye", {}, {}))
                 self.client.close(linger_ms=1000)  # the last weights and bye leave
         finally:
             if self.recorder is not None:
                 self.recorder.close()  # drains the queue: a clean stop loses no episode
-            self.reporter.report(self.metrics())
+            self.reporter.report({**self.metrics(), **self.alarms.shown()})
             self.reporter.close()
+            self.alarms.close()
         if self.run_dir:
             (self.run_dir / "summary.json").write_text(json.dumps(self.metrics(), indent=2))
 
     def done(self) -> bool:
         run = self.config.run
-        if self.stop.is_set() or self._reached_steps():
+        if self.stop.is_set() or self.failure is not None or self._reached_steps():
             return True
         return bool(run.minutes and self.clock() - self._start >= run.minutes * 60)
 
@@ -260,6 +278,7 @@ class Trainer:
         last report (every return, none dropped), per-track rows when they changed."""
         metrics = {**self.metrics(tracks=self._tracks_changed), **self.returns.take_window()}
         self._tracks_changed = False
+        metrics.update(self.alarms.update(metrics, self.clock()))
         self.reporter.report(metrics)
         if self.on_report is not None:
             self.on_report(metrics)
@@ -335,6 +354,7 @@ class Trainer:
             for source_name, part in chunk.parts():
                 source = self._sources.setdefault(source_name, len(self._sources))
                 self.recorder.append(part, source)
+        self.alarms.heard_from(chunk.worker, self.clock())
         c = self.counters
         c["samples"] += chunk.n
         c["chunks"] += 1
@@ -358,6 +378,12 @@ class Trainer:
         while self._can_update() and time.monotonic() < deadline:
             batch = self.memory.sample(self.batch_size)
             self.last_losses = self.algo.update(batch)
+            bad = nonfinite_losses(self.last_losses)
+            if bad is not None:  # the update is not counted; nothing after it goes out
+                self._diverged(
+                    "nan_loss", f"losses became {bad} at update {self.counters['updates'] + 1}"
+                )
+                return
             td_error = self.algo.last_td_error
             if feed and td_error is not None:
                 self.memory.update_priorities(batch.indices, td_error)
@@ -425,12 +451,18 @@ class Trainer:
             **{f"loss/{k}": v for k, v in self.last_losses.items()},
             **{f"reward/{k}": v for k, v in last.get("terms", {}).items()},
             **per_track,
+            **({"failure": self.failure} if self.failure else {}),
         }
 
     def save(self) -> None:
         """Write the checkpoint durably (no-op without a run folder); a full disk is logged
-        and training goes on (:class:`~tmrl2.roles.runfolder.RunFolder`)."""
-        if self.folder is None:
+        and training goes on (:class:`~tmrl2.roles.runfolder.RunFolder`). Weights that are
+        not finite are not written: the trainer stops (:meth:`_diverged`)."""
+        if self.folder is None or self.failure is not None:
+            return
+        if not weights_finite([self.model.actor, self.model.critic]):
+            what = f"weights became NaN or infinite by update {self.counters['updates']}"
+            self._diverged("nan_weights", what)
             return
         payload = {
             "algorithm": self.algo.state_dict(),
@@ -441,7 +473,14 @@ class Trainer:
             "elapsed_s": self._elapsed(),
             "config": dump_config(self.config),
         }
-        self.folder.save(payload, self.memory)
+        if self.folder.save(payload, self.memory):
+            self._saved_updates = self.counters["updates"]
+
+    def _diverged(self, kind: str, what: str) -> None:
+        """Stop on NaN: no checkpoint or weights go out any more; the last good one stays."""
+        self.failure = divergence_line(what, self._saved_updates, self.run_dir)
+        at = {**self.counters, "elapsed_s": round(self._elapsed(), 2)}
+        self.alarms.fatal(kind, self.failure, self.clock(), at)
 
     def _restore(self, payload: dict[str, Any]) -> None:
         self.algo.load_state_dict(payload["algorithm"])

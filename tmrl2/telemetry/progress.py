@@ -32,7 +32,8 @@ class RateMeter:
 def format_line(m: dict[str, Any]) -> str:
     """One-line summary: env steps and steps/s, updates, updates/s and updates per step,
     then the episodes: for a racing env the last return, progress and best lap; for any
-    other the window's mean return (min..max, count) or the recent mean."""
+    other the window's mean return (min..max, count) or the recent mean; last, while any is
+    active, ``ALARM: <kinds>``."""
     ratio = m.get("updates_per_step")
     head = (
         f"steps {m['samples']:>8,d} | {m['samples_per_s']:6.0f} steps/s | "
@@ -55,7 +56,9 @@ def format_line(m: dict[str, Any]) -> str:
     else:
         recent = m.get("return_recent_mean")
         episodes = f"return {'       -' if recent is None else f'{recent:8.1f}'} (last 100)"
-    return f"{head}{episodes} | {m['elapsed_s']:5.0f} s"
+    alarms = m.get("alarms")  # the active alarms' kinds (tmrl2.telemetry.alarms)
+    tail = f" | ALARM: {', '.join(alarms)}" if alarms else ""
+    return f"{head}{episodes} | {m['elapsed_s']:5.0f} s{tail}"
 
 
 class ProgressReporter:
