@@ -141,7 +141,8 @@ def _address(config: Config, host: str, connect: str | None) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from tmrl2.roles.launcher import run_local_training
+    from tmrl2.roles.launcher import LocalRun, run_local_training
+    from tmrl2.telemetry.display import header_lines
 
     extra = []
     if args.steps is not None:
@@ -158,7 +159,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if (args.resume / CHECKPOINT_NAME).is_file():
             load_checkpoint(args.resume)  # a torn checkpoint: one line here, not in a child
     config = _config(args, extra)
-    summary = run_local_training(config, run_dir, resume=args.resume is not None)
+
+    def header(run: LocalRun) -> None:  # once the server has its port, before the roles
+        print("\n".join(header_lines(run.config, run.run_dir, run.address, args.config)))
+        sys.stdout.flush()
+
+    summary = run_local_training(config, run_dir, resume=args.resume is not None, on_bound=header)
     _print_summary(summary)
     failure = _run_failure(summary)
     if failure:

@@ -33,6 +33,7 @@ from tmrl2.config.schema import Config, ServerConfig
 from tmrl2.net.errors import NetError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from multiprocessing.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,17 @@ def bind_port(config: Config) -> int:
 class LocalRun:
     """A running local training: its processes, run folder and stop event."""
 
-    def __init__(self, config: Config, run_dir: Path | None = None, resume: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path | None = None,
+        resume: bool = False,
+        on_bound: Callable[[LocalRun], None] | None = None,
+    ) -> None:
         self.config = config
+        self.on_bound = on_bound
+        """Called once the server is bound (``address`` holds its port), before the trainer
+        and the workers start: ``tmrl2 train`` prints its header there."""
         self.run_dir = run_dir or new_run_dir(config)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.resume = resume
@@ -202,6 +212,8 @@ class LocalRun:
         server = self.config.server.model_copy(update={"port": port})
         self.config = self.config.model_copy(update={"server": server})
         self.address = f"tcp://{server.host}:{port}"
+        if self.on_bound is not None:
+            self.on_bound(self)
         data = dump_config(self.config)
         self.processes["trainer"] = ctx.Process(
             target=_trainer_main,
@@ -365,13 +377,22 @@ class LocalRun:
         return None if proc is None else proc.exitcode
 
 
-def launch_all(config: Config, run_dir: Path | None = None, resume: bool = False) -> LocalRun:
-    """Start server, trainer and workers on this machine; returns the running handle."""
-    return LocalRun(config, run_dir, resume).start()
+def launch_all(
+    config: Config,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    on_bound: Callable[[LocalRun], None] | None = None,
+) -> LocalRun:
+    """Start server, trainer and workers on this machine; returns the running handle.
+    ``on_bound``: :attr:`LocalRun.on_bound`."""
+    return LocalRun(config, run_dir, resume, on_bound).start()
 
 
 def run_local_training(
-    config: Config, run_dir: Path | None = None, resume: bool = False
+    config: Config,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    on_bound: Callable[[LocalRun], None] | None = None,
 ) -> dict[str, Any]:
     """Train on this machine until ``run.steps``/``run.minutes`` or Ctrl-C, then evaluate.
 
@@ -389,7 +410,7 @@ def run_local_training(
     """
     import json
 
-    run = launch_all(config, run_dir, resume)
+    run = launch_all(config, run_dir, resume, on_bound)
     try:
         run.wait()
     except KeyboardInterrupt:

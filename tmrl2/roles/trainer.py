@@ -168,7 +168,12 @@ class Trainer:
         self._saved_updates = self.counters["updates"] if payload is not None else None
         """Updates in the checkpoint on disk (None: none written yet)."""
         self.alarms = Alarms(config.logging.alarms, run_dir)
-        self.reporter = ProgressReporter(live=live, sinks=build_sinks(config, run_dir, resume))
+        self.reporter = ProgressReporter(
+            live=live,
+            sinks=build_sinks(config, run_dir, resume),
+            minutes=config.run.minutes,
+            steps=config.run.steps,
+        )
         self._sample_rate, self._update_rate = RateMeter(), RateMeter()
         log.info("replay memory: %s bytes per transition", self.memory.bytes_per_transition)
 
