@@ -99,3 +99,16 @@ def test_evaluation_of_a_task_without_laps(tmp_path: Path) -> None:
     assert len(saved) == 2 and saved[0]["summary"]["return_mean"] == -200.0
     assert [e["episode_return"] for e in saved[1]["episodes"]] == [-150.0, -250.0]
     assert math.isclose(saved[0]["summary"]["return_std"], 50.0)
+
+
+def test_the_last_row_holds_the_episodes_since_the_last_tick(tmp_path: Path) -> None:
+    trainer = make_trainer(tiny_config(), FakeHub(), run_dir=tmp_path)
+    trainer.start()
+    trainer.client.inbox.append(box_chunk(episodes=_gym_episodes(2, 0)))  # type: ignore[union-attr]
+    trainer._drain(timeout_ms=0)
+    trainer.report()
+    trainer.client.inbox.append(box_chunk(episodes=_gym_episodes(3, 2)))  # type: ignore[union-attr]
+    trainer._drain(timeout_ms=0)
+    trainer.finish()  # stops between two ticks: its last row carries those 3 episodes
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["episodes_window"] for row in rows] == [2, 3]

@@ -262,7 +262,8 @@ class Trainer:
         finally:
             if self.recorder is not None:
                 self.recorder.close()  # drains the queue: a clean stop loses no episode
-            self.reporter.report({**self.metrics(), **self.alarms.shown()})
+            last = {**self.metrics(), **self.returns.take_window(), **self.alarms.shown()}
+            self.reporter.report(last)  # the episodes since the last tick: none dropped
             self.reporter.close()
             self.alarms.close()
         if self.run_dir:
