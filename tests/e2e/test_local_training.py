@@ -132,7 +132,8 @@ def test_ctrl_c_stops_every_role_and_frees_the_port(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 60
-        while not (tmp_path / "run" / "metrics.jsonl").is_file():
+        metrics = tmp_path / "run" / "metrics.jsonl"
+        while not (metrics.is_file() and metrics.read_text().strip()):  # a report: running
             assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
             time.sleep(0.5)
         children = _children(proc.pid)

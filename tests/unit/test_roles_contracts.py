@@ -59,8 +59,8 @@ class _HalfMemory:
 
 
 def test_a_plugin_lacking_members_is_refused_naming_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config()  # before the patch: loading resolves (and checks) the env too
     monkeypatch.setattr(components.registry, "resolve", lambda section, kind: _HalfMemory)
-    config = tiny_config()
     env = TinyEnv()
     with pytest.raises(TypeError) as info:
         components.build_memory(

@@ -35,5 +35,9 @@ class NetTimeout(NetError):
     """A peer did not answer, or a message could not be queued, within the time allowed."""
 
 
+class Stopped(NetError):
+    """The role was asked to stop before the server answered its hello (a clean stop)."""
+
+
 class SecurityError(NetError):
     """An insecure setup was refused, or a key file is missing or malformed."""

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from tmrl2.config.load import config_hash
 from tmrl2.config.schema import Config
 from tmrl2.net.codec import PROTOCOL_VERSION, Message
-from tmrl2.net.errors import NetTimeout, ProtocolError, SecurityError
+from tmrl2.net.errors import NetError, NetTimeout, ProtocolError, SecurityError, Stopped
 from tmrl2.net.keys import client_curve
 from tmrl2.net.transport import ClientSocket, ClientTransport
 
@@ -171,9 +171,24 @@ def connect(
             client.close()
             raise ProtocolError(refusal_message(address, role, name, dict(msg.meta)))
     client.close()
+    raise _no_welcome(address, role, name, stop.is_set(), transient, timeout_s)
+
+
+def _no_welcome(
+    address: str,
+    role: str,
+    name: str,
+    stopped: bool,
+    transient: dict[str, Any] | None,
+    timeout_s: float,
+) -> NetError:
+    """Why :func:`connect` ended without a welcome: a stop, a refusal that did not clear, or
+    silence."""
+    if stopped:
+        return Stopped(f"{role} {name}: asked to stop before the server at {address} answered")
     if transient is not None:
-        raise ProtocolError(refusal_message(address, role, name, transient))
-    raise NetTimeout(
+        return ProtocolError(refusal_message(address, role, name, transient))
+    return NetTimeout(
         f"no answer from the server at {address} within {timeout_s:.0f} s: "
         "is `tmrl2 server` running there, and is the port right?"
     )

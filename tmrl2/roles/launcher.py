@@ -410,8 +410,9 @@ def run_local_training(
     """
     import json
 
-    run = launch_all(config, run_dir, resume, on_bound)
-    try:
+    run = LocalRun(config, run_dir, resume, on_bound)
+    try:  # Ctrl-C while the roles are still starting must stop those already started too
+        run.start()
         run.wait()
     except KeyboardInterrupt:
         log.warning("interrupted: stopping the roles (the trainer writes its checkpoint)")

@@ -42,6 +42,7 @@ from tmrl2.contracts import ActorCritic, ClientTransport, Learner, ReplayMemory
 from tmrl2.envs.factory import build_env
 from tmrl2.memory.recorder import TrajectoryWriter, load_into
 from tmrl2.net.codec import Message
+from tmrl2.net.errors import Stopped
 from tmrl2.roles.chunks import Spec, spec_meta, wire_spec
 from tmrl2.roles.common import (
     DEFAULT_SEND_TIMEOUT_MS,
@@ -179,8 +180,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> dict[str, Any]:
-        """Train until the stop flag, ``run.steps`` or ``run.minutes``; return the summary."""
-        self.start()
+        """Train until the stop flag, ``run.steps`` or ``run.minutes``; return the summary
+        (a stop before the server answered is a clean stop with nothing to save)."""
+        try:
+            self.start()
+        except Stopped as exc:
+            log.info("%s", exc)
+            return self.metrics()
         try:
             while not self.done():
                 self.step()

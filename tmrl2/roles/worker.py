@@ -29,6 +29,7 @@ from tmrl2.config.schema import Config
 from tmrl2.contracts import ClientTransport
 from tmrl2.envs.factory import build_env
 from tmrl2.net.codec import Message
+from tmrl2.net.errors import Stopped
 from tmrl2.roles.chunks import ChunkBuilder
 from tmrl2.roles.common import (
     DEFAULT_SEND_TIMEOUT_MS,
@@ -115,8 +116,14 @@ class Worker:
         self._episode: tuple[float, int, dict[str, float]] = (0.0, 0, {})  # return, steps, terms
 
     def run(self) -> None:
-        """Act and stream until the stop flag is set."""
-        self.start()
+        """Act and stream until the stop flag is set (a stop before the server answered is
+        a clean stop)."""
+        try:
+            self.start()
+        except Stopped as exc:
+            log.info("%s", exc)
+            self.env.close()
+            return
         try:
             while not self.stop.is_set():
                 self.step()
