@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -35,6 +33,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from timing import machine  # noqa: E402
 
 from tmrl2.envs.sim.track import known_tracks  # noqa: E402
 from tmrl2.envs.sim.tracklist import expand_tracks  # noqa: E402
@@ -62,23 +62,6 @@ NO_RANDOMIZATION = [
         "start_anywhere_frac",
     )
 ]
-
-
-def machine() -> str:
-    """CPU model, core count and flags that matter to torch (AVX-512 or AVX2 only)."""
-    model, flags = platform.processor() or "?", ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = line
-                break
-    except OSError:
-        pass
-    simd = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "no avx2"
-    return f"{model}, {os.cpu_count()} cores, {simd}"
 
 
 def train(config: Path, minutes: float, overrides: list[str], out: Path) -> Path:

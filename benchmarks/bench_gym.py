@@ -53,6 +53,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from timing import machine  # noqa: E402
+
 from tmrl2.config.load import load_config  # noqa: E402
 from tmrl2.config.schema import Config  # noqa: E402
 
@@ -86,22 +88,6 @@ TASKS = {
     "hopper": Task(ROOT / "configs/gym_hopper.yaml", 300_000, 3, 10, True),
     "carracing": Task(ROOT / "configs/gym_carracing.yaml", 10_000, 1, 0, False, "the default"),
 }
-
-
-def machine() -> str:
-    """CPU model, core count and flags that matter to torch (AVX-512 or AVX2 only)."""
-    model, flags = "?", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = line
-                break
-    except OSError:
-        pass
-    simd = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "no avx2"
-    return f"{model}, {os.cpu_count()} cores, {simd}"
 
 
 def child_env() -> dict[str, str]:
