@@ -18,7 +18,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,10 +97,12 @@ def evaluate(
     seed: int = 12345,
     tracks: Sequence[str] | None = None,
     randomize: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> list[EpisodeResult]:
     """Drive ``actor`` deterministically for ``episodes`` episodes (on each of ``tracks``,
     simulator only), with the env's domain randomization off unless ``randomize``. Torch
-    uses ``worker.torch_threads`` (a small policy on many threads is 40x slower here)."""
+    uses ``worker.torch_threads`` (a small policy on many threads is 40x slower here).
+    ``stop``: looked at every step; when it says so, the episodes finished so far are returned."""
     set_torch_threads(config.worker.torch_threads)
     env = build_env(config if randomize else without_randomization(config))
     plan: list[dict[str, Any] | None] = (
@@ -108,7 +110,7 @@ def evaluate(
         if tracks is None
         else [{"track": name} for name in tracks for _ in range(episodes)]
     )
-    results = []
+    results: list[EpisodeResult] = []
     try:
         for i, options in enumerate(plan):
             if options is None:
@@ -117,6 +119,8 @@ def evaluate(
                 obs, info = env.reset(seed=seed + i, options=options)
             total, steps, done = 0.0, 0, False
             while not done:
+                if stop is not None and stop():  # the episode in progress is dropped
+                    return results
                 obs, reward, terminated, truncated, info = env.step(
                     actor_act(actor, obs, deterministic=True)
                 )

@@ -181,9 +181,14 @@ def drive(
         if stop.is_set():
             return None
         results += evaluate(
-            config, actor, 1, seed=EVAL_SEED + i, tracks=None if track is None else [track]
+            config,
+            actor,
+            1,
+            seed=EVAL_SEED + i,
+            tracks=None if track is None else [track],
+            stop=stop.is_set,
         )
-    return results
+    return None if stop.is_set() else results
 
 
 def last_row(path: Path) -> dict[str, Any] | None:
