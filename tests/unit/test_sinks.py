@@ -18,6 +18,7 @@ from tmrl2.config.load import ConfigError, dump_config, load_config
 from tmrl2.telemetry.progress import ProgressReporter
 from tmrl2.telemetry.sinks import (
     WANDB_ID_FILE,
+    EvalRows,
     JsonlSink,
     Sink,
     TensorBoardSink,
@@ -257,6 +258,9 @@ def test_wandb_offline_runs_are_named_after_the_run_folder(wandb_env: Path) -> N
         sinks = _wandb_sink(run_dir)
         wandb_sink = sinks[-1]
         for step in (100, 200):
+            # the evaluator process appends its rows; the W&B run takes them at the next report
+            with (run_dir / "eval.jsonl").open("a") as f:
+                f.write(json.dumps({"samples": step - 50, "return_mean": -1.5 * step}) + "\n")
             for sink in sinks:
                 sink.write({**GYM_ROW, "samples": step}, step)
         for sink in sinks:
@@ -266,7 +270,14 @@ def test_wandb_offline_runs_are_named_after_the_run_folder(wandb_env: Path) -> N
         assert (run_dir / WANDB_ID_FILE).read_text().strip() == run_id
         (folder,) = _offline_runs(run_dir, run_id)
         data = (folder / f"run-{run_id}.wandb").read_bytes()
-        for text in (run_dir.name, "seeds", "train/return_mean", "perf/policy_lag", "env_steps"):
+        for text in (
+            run_dir.name,
+            "seeds",
+            "train/return_mean",
+            "perf/policy_lag",
+            "env_steps",
+            "eval/return_mean",
+        ):
             assert text.encode() in data, text
         ids.append(run_id)
     assert ids[0] != ids[1]
@@ -280,6 +291,19 @@ def test_wandb_offline_runs_are_named_after_the_run_folder(wandb_env: Path) -> N
     assert fresh[-1].run_id != ids[0]
     for sink in fresh:
         sink.close()
+
+
+def test_eval_rows_are_followed_whole_and_once(tmp_path: Path) -> None:
+    path = tmp_path / "eval.jsonl"
+    rows = EvalRows(tmp_path)
+    assert rows.new_rows() == []  # no file yet
+    path.write_text('{"samples": 10, "return_mean": 1.0}\n{"samples": 20, "ret')
+    assert rows.new_rows() == [{"samples": 10, "return_mean": 1.0}]  # the half row waits
+    with path.open("a") as f:
+        f.write('urn_mean": 2.0}\nnot json\n')
+    assert rows.new_rows() == [{"samples": 20, "return_mean": 2.0}]  # a bad line is skipped
+    assert rows.new_rows() == []
+    assert EvalRows(tmp_path, from_start=False).new_rows() == []  # resumed: only new rows
 
 
 def test_wandb_online_needs_the_key_from_the_environment(

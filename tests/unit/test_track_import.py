@@ -133,8 +133,11 @@ def test_summary_line_has_the_reference_lap_and_the_episode_cap(
     assert f"reference lap {expected:.2f} s" in stadium
 
 
-def write_array(path: Path, array: np.ndarray) -> None:
-    np.save(path, array, allow_pickle=array.dtype == object)
+def write_array(path: Path, array: np.ndarray | bytes) -> None:
+    if isinstance(array, bytes):  # not an .npy file at all
+        path.write_bytes(array)
+    else:
+        np.save(path, array, allow_pickle=array.dtype == object)
 
 
 def _nan_line() -> np.ndarray:
@@ -149,13 +152,14 @@ BAD_LINES = [
     (np.zeros((4, 50, 3)), r"shape \(4, 50, 3\)"),
     (_nan_line(), "NaN"),
     (np.repeat([[1.0, 2.0, 3.0]], 40, axis=0), "at least 3 distinct positions"),
-    (np.array([{"x": 1}], dtype=object), "pickled objects, refused"),
+    (np.array([{"x": 1}], dtype=object), "Python objects, refused"),
+    (b"x,y,z\n0,0,0\n1,0,0\n", "not a numpy .npy file .*numpy.save"),
 ]
 
 
 @pytest.mark.parametrize(("array", "why"), BAD_LINES)
 def test_bad_recorded_lines_are_one_line_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], array: np.ndarray | None, why: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], array: np.ndarray | bytes | None, why: str
 ) -> None:
     line = tmp_path / "bad.npy"
     if array is not None:

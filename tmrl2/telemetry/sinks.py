@@ -253,11 +253,58 @@ class WandbSink:
         self.run.define_metric("env_steps")
         self.run.define_metric("*", step_metric="env_steps")
 
+        self.evals = EvalRows(run_dir, from_start=not resume)
+
     def write(self, metrics: dict[str, Any], step: int) -> None:
         self.run.log({**scalars(metrics), "env_steps": step})
+        self._log_evals()
+
+    def _log_evals(self) -> None:
+        """The ``eval/`` scalars of the rows the evaluator process appended to
+        ``<run>/eval.jsonl`` since the last report, each at its checkpoint's env steps."""
+        from tmrl2.roles.evaluator import scalar_tags
+
+        for row in self.evals.new_rows():
+            samples = _number(row.get("samples"))
+            if samples is not None:
+                self.run.log({**scalar_tags(row), "env_steps": int(samples)})
 
     def close(self) -> None:
+        self._log_evals()
         self.run.finish()
+
+
+class EvalRows:
+    """Follows ``<run>/eval.jsonl``, written by the evaluator process (it has no W&B run of
+    its own: one process per W&B run): :meth:`new_rows` returns the complete rows appended
+    since the last call. ``from_start=False`` (a resumed run) skips the rows already there."""
+
+    def __init__(self, run_dir: Path, from_start: bool = True) -> None:
+        from tmrl2.roles.evaluator import EVAL_NAME
+
+        self.path = run_dir / EVAL_NAME
+        self.offset = 0 if from_start or not self.path.is_file() else self.path.stat().st_size
+
+    def new_rows(self) -> list[dict[str, Any]]:
+        try:
+            if self.path.stat().st_size <= self.offset:
+                return []
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n") + 1  # a row being written is read next time, whole
+        self.offset += end
+        rows = []
+        for line in data[:end].splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows
 
 
 def build_sinks(config: Config, run_dir: Path | None, resume: bool = False) -> list[Sink]:

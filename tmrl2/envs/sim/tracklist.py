@@ -98,10 +98,17 @@ def load_line(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"recorded line {str(path)!r} does not exist")
+    with path.open("rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise ValueError(
+            f"recorded line {str(path)!r} is not a numpy .npy file (it does not start with "
+            "numpy's magic bytes); save the (N, 3) positions with numpy.save"
+        )
     try:
         line = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        why = "it holds pickled objects, refused" if "pickle" in str(exc) else str(exc)
+        why = "it holds Python objects, refused" if "pickle" in str(exc) else str(exc)
         raise ValueError(f"recorded line {str(path)!r} is not a numpy .npy array ({why})") from None
     if line.ndim != 2 or line.shape[1] != 3 or len(line) < 3:
         raise ValueError(
