@@ -79,6 +79,16 @@ def test_cli_train_eval_and_resume(tmp_path: Path) -> None:
     assert ev.returncode in (0, 3), ev.stderr[-3000:]  # 3: the policy did not finish
     assert "episode 0:" in ev.stdout
     first = json.loads((run_dir / "summary.json").read_text())
+    # TensorBoard's own reader finds the trainer's reports in <run>/tb, one per metrics row
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    events = _read_tb(run_dir / "tb")
+    assert {"perf/samples_per_s", "perf/updates_per_s", "train/episodes", "loss/alpha"} <= set(
+        events
+    )
+    assert [step for step, _ in events["perf/samples_per_s"]] == [r["samples"] for r in rows]
+    assert [v for _, v in events["perf/updates_per_s"]] == pytest.approx(
+        [r["updates_per_s"] for r in rows], rel=1e-5
+    )
 
     resumed = _run(
         "train",
@@ -97,6 +107,15 @@ def test_cli_train_eval_and_resume(tmp_path: Path) -> None:
     # the replay memory saved with the checkpoint came back too
     assert second["memory_size"] >= first["memory_size"] + 1000
     assert second["weights_version"] > first["weights_version"]
+
+
+def _read_tb(logdir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the event files in ``logdir``, read by TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def _port_free(port: int) -> bool:

@@ -1,6 +1,7 @@
 """Component registries: a ``kind:`` name or an import path ``package.module:Name``.
 
-Each section of the config that names a component (env, reward, memory, model, algorithm)
+Each section of the config that names a component (env, reward, memory, model, algorithm,
+exploration)
 is resolved here. Built-in names map to lazy import paths, so that loading a config imports
 only the components it uses. A component is a class (or factory) with a ``Config`` attribute:
 the pydantic model its section is validated against. An import path lets users plug in their
@@ -25,7 +26,7 @@ from typing import Any
 
 from tmrl2.config.base import ComponentConfig
 
-SECTIONS: tuple[str, ...] = ("env", "reward", "memory", "model", "algorithm")
+SECTIONS: tuple[str, ...] = ("env", "reward", "memory", "model", "algorithm", "exploration")
 
 _BUILTINS: dict[str, dict[str, str]] = {
     "env": {
@@ -43,6 +44,12 @@ _BUILTINS: dict[str, dict[str, str]] = {
         "cnn": "tmrl2.algos.cnn:CNNActorCritic",
     },
     "algorithm": {"sac": "tmrl2.algos.sac:SAC", "redq": "tmrl2.algos.redq:REDQ"},
+    "exploration": {
+        "none": "tmrl2.exploration.base:NoExploration",
+        "rnd": "tmrl2.exploration.rnd:RND",
+        "icm": "tmrl2.exploration.icm:ICM",
+        "param_noise": "tmrl2.exploration.param_noise:ParamNoise",
+    },
 }
 
 

@@ -1,6 +1,7 @@
 """The typed, frozen config tree of a run. Every field is documented where it is declared.
 
-Component sections (``env``, ``reward``, ``memory``, ``model``, ``algorithm``) are typed as
+Component sections (``env``, ``reward``, ``memory``, ``model``, ``algorithm``,
+``exploration``) are typed as
 :class:`ComponentConfig` here and validated against the chosen component's own ``Config`` model
 by :mod:`tmrl2.config.load`; the other sections are fixed models below.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tmrl2.config.base import ComponentConfig, FrozenModel
 
@@ -27,6 +28,7 @@ DEFAULT_KINDS: dict[str, str] = {
     "memory": "ring",
     "model": "mlp",
     "algorithm": "sac",
+    "exploration": "none",
 }
 """The component each section names when its ``kind`` is left out."""
 
@@ -340,3 +342,17 @@ class Config(FrozenModel):
     memory: ComponentConfig
     model: ComponentConfig
     algorithm: ComponentConfig
+    exploration: ComponentConfig
+    """Exploration beyond the learner's own (``none``): ``rnd`` or ``icm`` (an intrinsic
+    reward in the trainer's critic target), ``param_noise`` (perturbed actor weights in the
+    workers), or an import path (docs/exploration.md)."""
+
+    @field_validator("exploration")
+    @classmethod
+    def _exploration_side(cls, value: ComponentConfig) -> ComponentConfig:
+        """The component must say where it runs (trainer or worker), at load time."""
+        from tmrl2.config.registry import resolve
+        from tmrl2.exploration.base import component_side
+
+        component_side(resolve("exploration", value.kind), value)
+        return value

@@ -40,6 +40,8 @@ from tmrl2.config.load import dump_config
 from tmrl2.config.schema import Config
 from tmrl2.contracts import ActorCritic, ClientTransport, Learner, ReplayMemory
 from tmrl2.envs.factory import build_env
+from tmrl2.exploration.base import episode_stats
+from tmrl2.exploration.learner import wrap_learner
 from tmrl2.memory.recorder import TrajectoryWriter, load_into
 from tmrl2.net.codec import Message
 from tmrl2.net.errors import Stopped
@@ -72,6 +74,9 @@ UPDATE_BURST_S = 0.05
 """Longest stretch of updates between two looks at the socket."""
 STATE_PERIOD_S = 0.5
 """The trainer's ``state`` goes out at most this often (and at once when ``ready`` flips)."""
+SERVER_STATS = ("queued_chunks", "chunks_dropped", "over_credit", "rejected", "malformed")
+"""The server's counters its ``stats`` messages bring (about every second, because the hello
+sets ``server_stats``); the metrics carry them as ``server_<name>``."""
 
 
 class Trainer:
@@ -149,6 +154,8 @@ class Trainer:
         self.budget = UpdateBudget(self.cfg.updates_per_step)
         self._session_samples0 = 0
         self.last_losses: dict[str, float] = {}
+        self.server_stats: dict[str, int] = {}
+        """The server's latest queue depth and drop counters (``server_<name>``)."""
         self.elapsed_before_s = 0.0
         self._start = self._last_report = self._last_ckpt = clock()
         self._last_publish = (0, clock())
@@ -215,6 +222,7 @@ class Trainer:
         hello = {
             "spec": spec_meta(self.spec),
             "weights_version": self.counters["weights_version"],
+            "server_stats": True,  # the server's queue depth and drops, for the metrics
         }
         self.client, welcome = self._connect(self.session, hello)
         self._on_welcome(welcome)
@@ -334,6 +342,9 @@ class Trainer:
             elif msg.kind == "welcome":  # rejoined a restarted server: it knows nothing
                 self._on_welcome(dict(msg.meta))
                 log.warning("rejoined the server; re-sent credit, state and weights")
+            elif msg.kind == "stats":  # the server's counters since it (re)started
+                got = {k: msg.meta.get(k) for k in SERVER_STATS}
+                self.server_stats |= {f"server_{k}": v for k, v in got.items() if type(v) is int}
             msg = self.client.recv(timeout_ms=0)
         return consumed
 
@@ -460,8 +471,10 @@ class Trainer:
             **self.returns.recent(),
             **race,
             "memory_size": len(self.memory),
+            **self.server_stats,
             **{f"loss/{k}": v for k, v in self.last_losses.items()},
             **{f"reward/{k}": v for k, v in last.get("terms", {}).items()},
+            **episode_stats(last),
             **per_track,
             **({"failure": self.failure} if self.failure else {}),
         }
@@ -528,6 +541,8 @@ def build_trainer(
     env.close()
     model = build_model(config, obs_space, action_space)
     learner = build_algorithm(config, model, device)
+    # RND/ICM: a bonus in the critic target, trained on the sampled batches (docs/exploration.md)
+    learner = wrap_learner(config.exploration, learner, obs_space, action_space, device)
     memory = build_memory(config, obs_space, action_space, device)
     stop = stop or NeverStop()
     return Trainer(

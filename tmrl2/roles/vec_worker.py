@@ -281,11 +281,13 @@ class VecWorker(Worker):
         self._returns += reward
         self._lengths += 1
         done = np.flatnonzero(terminated | truncated).tolist()
+        if self.noise is not None:  # the cars share one perturbation: car 0's episodes
+            self.noise.after_step(obs, bool(done) and done[0] == 0)
         if done:
             for i, (info, terms) in zip(done, self.batch.ended(done), strict=True):
                 record = episode_record(float(self._returns[i]), int(self._lengths[i]), info, terms)
                 record["car"] = i
-                self._episodes.append(record)
+                self._episodes.append(self._with_noise(record))
                 self._returns[i], self._lengths[i] = 0.0, 0
             next_obs = self.batch.reset(done)
         self._obs = next_obs
@@ -293,7 +295,10 @@ class VecWorker(Worker):
     def _act(self, obs: Any) -> np.ndarray:
         if self.policy_version == 0 and self.steps < self.cfg.random_steps:
             return self._random.uniform(-1.0, 1.0, (self.cars, 3)).astype(np.float32)
+        actor, deterministic = self.actor, False
+        if self.noise is not None:
+            actor, deterministic = self.noise.acting_actor, self.noise.deterministic
         with torch.inference_mode():
             batch = {key: as_tensor(value) for key, value in obs.items()}
-            action, _ = self.actor(batch, deterministic=False, with_logprob=False)
+            action, _ = actor(batch, deterministic=deterministic, with_logprob=False)
         return np.asarray(action.numpy(), np.float32)

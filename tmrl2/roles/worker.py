@@ -28,6 +28,9 @@ from tmrl2.algos.policy import actor_act, load_actor_weights
 from tmrl2.config.schema import Config
 from tmrl2.contracts import ClientTransport
 from tmrl2.envs.factory import build_env
+from tmrl2.exploration.base import ActorNoise, build_actor_noise
+from tmrl2.exploration.param_noise import obs_rows
+from tmrl2.memory.batch import BOX_KEY
 from tmrl2.net.codec import Message
 from tmrl2.net.errors import Stopped
 from tmrl2.roles.chunks import ChunkBuilder
@@ -68,6 +71,7 @@ class Worker:
         seed: int,
         stop: StopFlag | None = None,
         clock: Clock = time.monotonic,
+        noise: ActorNoise | None = None,
     ) -> None:
         """Args:
         config: the run's config (reads ``worker``, ``env.realtime``).
@@ -79,6 +83,8 @@ class Worker:
         seed: seed of the env and of the random warm-up actions.
         stop: set it to stop the worker at the next step.
         clock: ``time.monotonic`` or a test's fake clock.
+        noise: parameter-space noise (``exploration.kind: param_noise``): act with its
+            perturbed copy of ``actor``; ``actor`` itself keeps the trainer's weights.
         """
         self.config = config
         self.cfg = config.worker
@@ -87,6 +93,7 @@ class Worker:
         self.stop = stop or NeverStop()
         self.env, self.actor = env, actor
         self.actor.eval()
+        self.noise = noise
         assert isinstance(env.action_space, gym.spaces.Box), "actions must be a Box"
         self.chunk = ChunkBuilder(
             env.observation_space,
@@ -179,14 +186,27 @@ class Worker:
             ep_terms[name] = ep_terms.get(name, 0.0) + value
         self._episode = (ep_return, ep_steps + 1, ep_terms)
         self._obs = next_obs
+        if self.noise is not None:
+            self.noise.after_step(obs_rows(obs, BOX_KEY), terminated or truncated)
         if terminated or truncated:
-            self._episodes.append(episode_record(ep_return, ep_steps + 1, info, ep_terms))
+            self._episodes.append(
+                self._with_noise(episode_record(ep_return, ep_steps + 1, info, ep_terms))
+            )
             self._obs, _ = self.env.reset()
             self._episode = (0.0, 0, {})
+
+    def _with_noise(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The episode record with the noise's stats (key ``exploration``), when there is
+        noise: how worker-side values reach the trainer's metrics (``explore/<name>``)."""
+        if self.noise is not None:
+            record["exploration"] = self.noise.stats()
+        return record
 
     def _act(self, obs: Any) -> np.ndarray:
         if self.policy_version == 0 and self.steps < self.cfg.random_steps:
             return np.asarray(self.env.action_space.sample(), dtype=np.float32)
+        if self.noise is not None:
+            return actor_act(self.noise.acting_actor, obs, self.noise.deterministic)
         return actor_act(self.actor, obs, deterministic=False)
 
     def _may_send(self) -> bool:
@@ -209,6 +229,8 @@ class Worker:
         while msg is not None:
             if msg.kind == "weights":
                 load_actor_weights(self.actor, msg.arrays)
+                if self.noise is not None:
+                    self.noise.weights_changed()
                 self.policy_version = int(msg.meta["version"])
                 session = msg.meta.get("session")
                 self.pacer.on_updates(
@@ -294,12 +316,30 @@ def build_worker(
         seeds = [seed + i * SEED_STRIDE for i in range(config.worker.envs)]
         cars = CarBatch(config, config.worker.envs, seeds)
         actor = build_model(config, cars.observation_space, cars.action_space).actor
+        noise = build_actor_noise(config.exploration, actor, cars.action_space, seed)
         return VecWorker(
-            config, env=cars, actor=actor, connect=connect, name=name, seed=seed, stop=stop
+            config,
+            env=cars,
+            actor=actor,
+            connect=connect,
+            name=name,
+            seed=seed,
+            stop=stop,
+            noise=noise,
         )
     env = build_env(config)
     actor = build_model(config, env.observation_space, env.action_space).actor
-    return Worker(config, env=env, actor=actor, connect=connect, name=name, seed=seed, stop=stop)
+    noise = build_actor_noise(config.exploration, actor, env.action_space, seed)
+    return Worker(
+        config,
+        env=env,
+        actor=actor,
+        connect=connect,
+        name=name,
+        seed=seed,
+        stop=stop,
+        noise=noise,
+    )
 
 
 def run_worker(

@@ -1,0 +1,175 @@
+"""Exploration benchmark: each ``exploration.kind`` on the sparse-reward task, and its cost.
+
+For each kind (``none``, ``rnd``, ``icm``, ``param_noise``) and seed, trains with the real CLI
+(``tmrl2 train``, all roles on this machine) on ``--config`` (default
+``configs/sim_sparse.yaml``: reward only at checkpoints 300 m apart and at the finish) for the
+same budget of ``--steps`` env steps, reads the run's ``metrics.jsonl`` back and prints
+
+- env steps to the first checkpoint: the ``samples`` of the first report whose window holds an
+  episode with a positive return (on the sparse task only checkpoints and the finish pay, so a
+  positive return means one was reached; None: never);
+- env steps to the first finish (the first report with ``finishes > 0``);
+- the finish rate at the end (the track's last 20 episodes).
+
+Then, on the dense default job (``configs/sim_lidar.yaml``), one run of ``--dense-seconds`` per
+kind: env steps/s and updates/s, and their ratio to ``none`` (what RND and ICM cost the
+trainer, what parameter noise costs the workers). ``--quick`` is a smoke run (one seed, a few
+thousand steps, a few seconds per dense run): it checks that everything runs, it measures
+nothing. Results also go to ``--json``. Examples::
+
+    python benchmarks/bench_exploration.py --steps 300000 --json /tmp/explore.json
+    python benchmarks/bench_exploration.py --kinds none rnd --set exploration.weight=0.05
+    python benchmarks/bench_exploration.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from timing import machine  # noqa: E402
+
+KINDS = ("none", "rnd", "icm", "param_noise")
+QUICK = {"steps": 1500, "dense_seconds": 6.0, "seeds": [0]}
+QUICK_SETS = ["trainer.start_samples=500", "worker.random_steps=500", "run.log_every_s=0.5"]
+"""A smoke run's settings: updates start early so that every code path runs."""
+COMMON_SETS = ["run.eval_episodes=0", "run.eval_every_min=0", "server.port=0"]
+
+
+def train(config: Path, sets: list[str], run_dir: Path, bound: list[str]) -> int:
+    """One ``tmrl2 train`` into ``run_dir``; its exit code."""
+    cmd = [sys.executable, "-m", "tmrl2", "train", "--config", str(config)]
+    cmd += [*bound, "--run-dir", str(run_dir)]
+    for item in [*COMMON_SETS, *sets]:
+        cmd += ["--set", item]
+    print("$", " ".join(cmd[2:]), flush=True)
+    done = subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stderr[-2000:], file=sys.stderr)
+    return done.returncode
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def sparse_result(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """First checkpoint, first finish and the final finish rate from a run's reports."""
+    first_cp = next((r["samples"] for r in rows if any(x > 0 for x in r.get("returns", []))), None)
+    first_finish = next((r["samples"] for r in rows if r.get("finishes", 0) > 0), None)
+    tracks = next((r["tracks"] for r in reversed(rows) if r.get("tracks")), {})
+    rates = [row.get("recent_finish_rate", 0.0) for row in tracks.values()]
+    last = rows[-1] if rows else {}
+    return {
+        "steps_to_first_checkpoint": first_cp,
+        "steps_to_first_finish": first_finish,
+        "finish_rate_end": sum(rates) / len(rates) if rates else 0.0,
+        "samples": last.get("samples"),
+        "updates": last.get("updates"),
+        "episodes": last.get("episodes"),
+        "intrinsic_mean": last.get("loss/intrinsic_mean"),
+        "predictor_loss": last.get("loss/predictor_loss"),
+        "noise_std": last.get("explore/noise_std"),
+    }
+
+
+def dense_result(run_dir: Path) -> dict[str, Any]:
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        return {"steps_per_s": None, "updates_per_s": None}
+    summary = json.loads(summary_path.read_text())
+    elapsed = max(float(summary["elapsed_s"]), 1e-9)
+    return {
+        "steps_per_s": summary["samples"] / elapsed,
+        "updates_per_s": summary["updates"] / elapsed,
+    }
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "never"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "configs/sim_sparse.yaml")
+    parser.add_argument("--dense-config", type=Path, default=ROOT / "configs/sim_lidar.yaml")
+    parser.add_argument("--steps", type=int, default=300_000, help="env steps per sparse run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--dense-seconds", type=float, default=180.0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--quick", action="store_true", help="a smoke run (measures nothing)")
+    parser.add_argument("--out", type=Path, help="run folders (default: a temporary folder)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    steps, seeds, dense_s = args.steps, args.seeds, args.dense_seconds
+    extra = list(args.overrides)
+    if args.quick:
+        steps, dense_s, seeds = QUICK["steps"], QUICK["dense_seconds"], QUICK["seeds"]
+        extra = QUICK_SETS + extra
+    print(f"machine: {machine()}")
+    out = args.out or Path(tempfile.mkdtemp(prefix="tmrl2_bench_exploration_"))
+    results: dict[str, Any] = {"machine": machine(), "steps": steps, "sparse": {}, "dense": {}}
+    start = time.monotonic()
+    for kind in args.kinds:
+        runs = []
+        for seed in seeds:
+            run_dir = out / f"sparse-{kind}-{seed}"
+            sets = [f"exploration.kind={kind}", f"run.seed={seed}", *extra]
+            code = train(args.config, sets, run_dir, ["--steps", str(steps)])
+            runs.append({"seed": seed, "exit": code, **sparse_result(read_metrics(run_dir))})
+        results["sparse"][kind] = runs
+    for kind in args.kinds:
+        run_dir = out / f"dense-{kind}"
+        sets = [f"exploration.kind={kind}", *(QUICK_SETS if args.quick else [])]
+        train(args.dense_config, sets, run_dir, ["--minutes", str(dense_s / 60)])
+        results["dense"][kind] = dense_result(run_dir)
+    print_tables(results, steps)
+    print(f"\n{time.monotonic() - start:.0f} s; run folders under {out}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def print_tables(results: dict[str, Any], steps: int) -> None:
+    print(f"\n== sparse task, {steps} env steps per run ==")
+    print(f"{'kind':<12} {'seed':>4} {'1st checkpoint':>15} {'1st finish':>11} {'finish rate':>12}")
+    for kind, runs in results["sparse"].items():
+        for run in runs:
+            print(
+                f"{kind:<12} {run['seed']:>4} {fmt(run['steps_to_first_checkpoint']):>15} "
+                f"{fmt(run['steps_to_first_finish']):>11} {run['finish_rate_end']:>12.0%}"
+            )
+        reached = [r["steps_to_first_checkpoint"] for r in runs]
+        hits = [x for x in reached if x is not None]
+        median = f"median {statistics.median(hits):.0f}" if hits else "none reached"
+        print(f"{kind:<12} {'all':>4} {len(hits)}/{len(runs)} seeds reached a checkpoint, {median}")
+    print("\n== dense default job: cost ==")
+    base = results["dense"].get("none", {})
+    for kind, row in results["dense"].items():
+        ratio = ""
+        if base.get("updates_per_s") and row.get("updates_per_s"):
+            ratio = f" ({row['updates_per_s'] / base['updates_per_s']:.2f}x none's updates/s)"
+        print(
+            f"{kind:<12} {fmt(row['steps_per_s'])} steps/s, {fmt(row['updates_per_s'])} "
+            f"updates/s{ratio}"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
