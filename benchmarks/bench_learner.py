@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from gymnasium import spaces
-from timing import rate
+from timing import print_machine, rate
 from tmrl_baseline import TmrlProcess, start_tmrl
 from torch import nn
 
@@ -275,6 +275,7 @@ def main() -> None:
     parser.add_argument("--no-tmrl", action="store_true", help="skip tmrl's figures")
     parser.add_argument("--tmrl-python", default=None, help="tmrl's interpreter")
     args = parser.parse_args()
+    print_machine()  # the SAC/REDQ ceilings below use this run's matmul at each thread count
 
     tmrl = None
     if not args.no_tmrl:

@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from gymnasium import spaces
-from timing import rate
+from timing import fraction, print_machine, rate
 from tmrl_baseline import run_tmrl
 
+from tmrl2.memory.batch import Batch
 from tmrl2.memory.ring import RingMemory, RingMemoryConfig
 
 BATCH = 256
@@ -149,6 +150,13 @@ def sample_and_append(
     return batches, appended
 
 
+def batch_bytes(batch: Batch) -> float:
+    """Bytes a sampled batch gathers (every tensor and array of it)."""
+    parts = [*batch.obs.values(), *batch.next_obs.values(), batch.action, batch.reward]
+    parts += [batch.terminated, batch.weights]
+    return float(sum(p.numel() * p.element_size() for p in parts) + batch.indices.nbytes)
+
+
 def ours_lidar(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, float]:
     chunks = episode_chunks(LIDAR_SPACE, 20_000, 500, rng)
     out: dict[str, float] = {}
@@ -195,6 +203,7 @@ def ours_image(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, 
     image = RingMemory(config, IMAGE_SPACE, ACTION_SPACE)
     fill(image, image_chunks, args.image_size)
     out["image_batches_per_s"] = rate(lambda: image.sample(BATCH), 50, args.rounds)
+    out["image_batch_bytes"] = batch_bytes(image.sample(BATCH))
     big = RingMemoryConfig(capacity=1_000_000, history_keys=("image",), check_ram=False)
     out["image_bytes_per_transition_1e6"] = RingMemory(
         big, IMAGE_SPACE, ACTION_SPACE
@@ -397,9 +406,15 @@ def main() -> None:
     if args.quick:
         args.full, args.image_size, args.rounds = 50_000, 5_000, 3
     torch.set_num_threads(1)
+    ceiling = print_machine(quick=args.quick)["mem_bandwidth_gbs"]
     mine = ours(args)
     base = None if args.no_tmrl else tmrl(args)
     report(mine, base, args)
+    gathered = mine["image_batches_per_s"] * mine["image_batch_bytes"] / 1e9
+    print(
+        f"image batches gather {gathered:.2f} GB/s: "
+        f"{fraction(gathered, ceiling)} (memory copy {ceiling:.1f} GB/s, 1 thread)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from timing import rate
+from timing import print_machine, rate
 
 from tmrl2.envs.sim.autopilot import Autopilot, drive_lap
 from tmrl2.envs.sim.env import SimEnv, SimEnvConfig
@@ -169,6 +169,8 @@ def main() -> None:
         help="cars per vectorized batch to time (none: skip)",
     )
     args = parser.parse_args()
+    # the kernels are scalar numba loops: a 2x faster core is 2x faster here, whatever AVX
+    print_machine()
     if args.batch:
         batch_throughput(args.batch, args.rounds)
     if args.steps:

@@ -1,43 +1,52 @@
-"""Transport at scale: samples/s through the server to a trainer, server CPU, weight freshness.
+"""Transport at scale: samples/s through the server to a trainer, against tmrl 0.7.1 and a
+raw ZeroMQ ceiling measured in the same run; server CPU; weight freshness.
 
-Every role is its own process (``spawn``), on 127.0.0.1:
+Every role is its own process (``spawn``), on 127.0.0.1. The run first prints the machine (CPU
+model, cores, AVX2 or AVX-512) and its ceilings measured now (float32 matmul, memory copy, raw
+ZeroMQ one hop at each chunk's size): figures from another machine are only comparable as
+fractions of those.
 
-- **throughput**: 1, 4, 16, 32 synthetic workers stream chunks of 100 transitions as fast as
-  the server's chunk credit lets them (``flow_control``; ``--no-flow-control``: as fast as
-  they can, the server dropping what the trainer cannot take), LIDAR-sized (obs = LIDAR 19
-  + speed 1 + 2 previous actions of 3, float32) and image-sized (4x64x64 uint8 frame
-  history + speed); ``obs/*`` and ``next_obs/*`` both travel, as in our chunk format. A
-  trainer process grants credit and renews it per chunk received. Figures: the median over
-  0.25 s windows of samples/s received by the trainer, and the server process's CPU time
-  (all its threads, ZeroMQ I/O included) per delivered sample.
+- **ours**: 1, 4, 16, 32 synthetic workers stream chunks of 100 transitions under the
+  server's chunk credit (``flow_control``, what our workers do; ``--no-flow-control``: as fast
+  as they can, the server dropping what the trainer cannot take): LIDAR (obs = LIDAR 19 +
+  speed 1 + 2 previous actions of 3, float32), image (4x64x64 uint8 frame history + speed,
+  ``obs/*`` and ``next_obs/*`` both: every frame 8 times) and image_compact (the workers'
+  default: each frame once, histories as indices). A trainer process grants credit and
+  renews it per chunk. Figures: the median over 0.25 s windows of samples/s received by the
+  trainer, and the server process's CPU time per delivered sample.
 - **ceiling**: the same processes and the same encoded bytes through raw ZeroMQ, no protocol:
-  workers PUSH, a relay process PULLs and PUSHes the frames on untouched (zero-copy), the
-  trainer process PULLs and counts. What the machine allows for this topology; ours is
-  reported as a fraction of it.
-- **tmrl 0.7.1 side by side**: tlspyo (tmrl's transport: Relay + Endpoints, pickled buffers,
-  as ``tmrl.networking`` wires them: workers ``produce`` a buffer of 100 sample tuples to the
-  trainers group, the trainer ``notify``/``receive_all``), run with the tmrl baseline venv
-  (``/work/shared/tools/install_tmrl_baseline.sh``; ``--tmrl-python`` or ``$TMRL_PYTHON``);
-  skipped with a message where absent. 1 and 4 workers only: each tlspyo endpoint is two
-  processes, which a 2-core machine cannot run by the dozen.
+  workers PUSH, a relay process PULLs and PUSHes the frames on untouched, the trainer PULLs
+  and counts. Ours is reported as a fraction of it; tmrl's against the same ceiling run with
+  its own message size.
+- **tmrl 0.7.1** (``tmrl_transport.py``, run in tmrl's own venv:
+  ``/work/shared/tools/install_tmrl_baseline.sh``; ``--tmrl-python`` or ``$TMRL_PYTHON``):
+  samples built by tmrl's own preprocessor and sample compressor (newest LIDAR scan or newest
+  frame per sample, as its workers send them) in tmrl's ``Buffer``, through tlspyo as tmrl
+  wires it; ``flood`` (tmrl's workers have no flow control) and ``paced`` (each worker waits
+  ``--tmrl-pace-ms`` after each buffer, which keeps many senders from starving tlspyo's
+  relay) reported separately. Skipped with a message where tmrl is absent; a run that
+  delivers nothing prints ``failed`` (never a ratio against 0).
+- **summary**: first ours against tmrl's best figure of the run (any workers, any pacing:
+  the choice that favours tmrl), then against tmrl with the same number of workers.
 - **weight freshness**: the trainer publishes a 1M- and a 10M-parameter float32 state_dict;
   16 idle worker processes receive it and copy it into their own arrays (the swap into the
   actor). Freshness of a publish = from the trainer's send to the last of the 16 workers
   holding the new weights; median over publishes. tmrl's workers look for weights between
-  episodes only (up to 50 s at its defaults), so no measurement is needed for the ratio.
+  episodes only (up to 50 s at its defaults).
 
 On a 2-core machine the workers, server and trainer share the cores: figures are floors,
-compare medians and ratios. Run: ``python benchmarks/bench_transport.py`` (about 2-3 min);
-``--quick`` for a smoke run (1 and 4 workers, short windows).
+compare medians, ratios and fractions of the ceiling. Run: ``python
+benchmarks/bench_transport.py`` (about 4-5 min with tmrl); ``--quick`` for a smoke run (under
+a minute); ``--json FILE`` keeps every figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +55,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tmrl_baseline  # noqa: E402
+from timing import (  # noqa: E402
+    cpu_flags_line,
+    fraction,
+    machine,
+    print_machine,
+    ratio,
+    valid,
+    zmq_ceiling,
+)
 
 CHUNK_STEPS = 100
 WINDOW_S = 0.25
@@ -66,7 +87,6 @@ MAX_QUEUED = {"lidar": 512, "image": 32, "image_compact": 128}
 WORKER_CREDIT = {"lidar": 8, "image": 1, "image_compact": 4}
 """Chunks in flight per worker: workers x credit must fit the server's queue (no drops)."""
 CREDIT = {"lidar": 64, "image": 16, "image_compact": 32}
-DEFAULT_TMRL_PYTHON = Path.home() / ".cache/tmrl-baseline/venv/bin/python"
 
 
 # ----------------------------------------------------------------------------- payloads
@@ -154,17 +174,32 @@ def stream_chunks(index: int, address: str, obs: str, until: float, flow: bool) 
     return sent
 
 
-def raw_push(index: int, address: str, obs: str, until: float) -> int:
-    """The ceiling's worker: the same encoded chunk through a bare PUSH socket."""
-    import zmq
-
+def raw_frames(payload: str, index: int) -> list[Any]:
+    """The ceiling's message: our encoded chunk of an ``OBS_SHAPES`` kind, or ``bytes:N``
+    (one frame of N bytes: the size of tmrl's pickled buffer)."""
+    if payload.startswith("bytes:"):
+        return [bytes(int(payload.split(":")[1]))]
     from tmrl2.net.codec import Message, encode
 
     meta = {"worker": f"w{index}", "policy_version": 0, "n": CHUNK_STEPS, "episodes": []}
-    frames = encode(Message("chunk", meta, chunk_arrays(obs, index)))
+    return list(encode(Message("chunk", meta, chunk_arrays(payload, index))))
+
+
+def hwm_of(payload: str) -> int:
+    """Messages queued per peer for a ceiling payload (big ones: few)."""
+    if payload.startswith("bytes:"):
+        return 100 if int(payload.split(":")[1]) < 100_000 else 20
+    return HWM[payload]
+
+
+def raw_push(index: int, address: str, payload: str, until: float) -> int:
+    """The ceiling's worker: the same encoded message through a bare PUSH socket."""
+    import zmq
+
+    frames = raw_frames(payload, index)
     ctx = zmq.Context.instance()
     push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.SNDHWM, HWM[obs])
+    push.setsockopt(zmq.SNDHWM, hwm_of(payload))
     push.setsockopt(zmq.LINGER, 0)
     push.connect(address)
     sent = 0
@@ -176,7 +211,9 @@ def raw_push(index: int, address: str, obs: str, until: float) -> int:
     return sent
 
 
-def raw_relay(hwm: int, start: float, end: float, stop_at: float, results: Any) -> None:
+def raw_relay(
+    hwm: int, start: float, end: float, stop_at: float, results: Any, samples: int
+) -> None:
     """The ceiling's server: PULL from the workers, PUSH the frames on untouched."""
     import zmq
 
@@ -199,7 +236,7 @@ def raw_relay(hwm: int, start: float, end: float, stop_at: float, results: Any) 
                 push.send(part, more, copy=False)
                 part = pull.recv(copy=False)
             push.send(part, 0, copy=False)
-            forwarded += CHUNK_STEPS
+            forwarded += samples
         now = time.time()
         if len(marks) < 2 and now >= (start if not marks else end):
             marks.append((now, time.process_time(), forwarded))
@@ -208,21 +245,21 @@ def raw_relay(hwm: int, start: float, end: float, stop_at: float, results: Any) 
     results.put(("server", {"marks": marks, "dropped": 0}))
 
 
-def raw_pull(address: str, start: float, end: float, stop_at: float) -> list[Any]:
+def raw_pull(address: str, start: float, end: float, stop_at: float, samples: int) -> list[Any]:
     """The ceiling's trainer: count the chunks a bare PULL socket receives."""
     import zmq
 
     pull = zmq.Context.instance().socket(zmq.PULL)
     pull.setsockopt(zmq.LINGER, 0)
     pull.connect(address)
-    samples, marks, next_mark = 0, [], start
+    received, marks, next_mark = 0, [], start
     while time.time() < stop_at:
         if pull.poll(10):
             pull.recv_multipart(copy=False)
-            samples += CHUNK_STEPS
+            received += samples
         now = time.time()
         if next_mark <= end and now >= next_mark:
-            marks.append((now, samples))
+            marks.append((now, received))
             while next_mark <= now:
                 next_mark += WINDOW_S
     pull.close()
@@ -253,8 +290,9 @@ def trainer_process(commands: Any, results: Any) -> None:
 
     ready(results)
     for address, obs, start, end, stop_at in iter(commands.get, None):
-        if obs == "raw":
-            results.put(("trainer", raw_pull(address, start, end, stop_at)))
+        if obs.startswith("raw:"):  # samples per message after the colon
+            samples = int(obs.split(":")[1])
+            results.put(("trainer", raw_pull(address, start, end, stop_at, samples)))
             continue
         client = join(address, "trainer", "bench", 200)
         client.send(Message("credit", {"n": CREDIT[obs]}))
@@ -286,8 +324,8 @@ def server_process(commands: Any, results: Any) -> None:
 
     ready(results)
     for hwm, max_queued, credit, start, end, stop_at in iter(commands.get, None):
-        if max_queued == 0:  # the raw ZeroMQ ceiling
-            raw_relay(hwm, start, end, stop_at, results)
+        if max_queued == 0:  # the raw ZeroMQ ceiling; credit: samples per message
+            raw_relay(hwm, start, end, stop_at, results, credit)
             continue
         transport = ServerSocket("127.0.0.1", 0, sndhwm=hwm, rcvhwm=hwm)
         config = ServerConfig(port=0, max_queued_chunks=max_queued, worker_credit=credit)
@@ -351,6 +389,24 @@ class Pool:
 
 
 # ----------------------------------------------------------------------------- measurements
+def median_rate(marks: list[tuple[float, int]]) -> float:
+    """Median samples/s over the windows between ``(time, samples)`` marks (0.0: none)."""
+    rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(marks, marks[1:], strict=False)]
+    return statistics.median(rates) if rates else 0.0
+
+
+def server_cpu(marks: list[tuple[float, float, int]]) -> dict[str, float]:
+    """The server's CPU per forwarded sample and share of a core over the window (NaN when it
+    did not reach both ends of the window)."""
+    if len(marks) < 2:
+        return {"cpu_us_per_sample": math.nan, "server_cpu_frac": math.nan}
+    (t0, cpu0, fwd0), (t1, cpu1, fwd1) = marks
+    return {
+        "cpu_us_per_sample": 1e6 * (cpu1 - cpu0) / max(fwd1 - fwd0, 1),
+        "server_cpu_frac": (cpu1 - cpu0) / (t1 - t0),
+    }
+
+
 def measure_ours(
     pool: Pool, obs: str, workers: int, seconds: float, flow: bool = True
 ) -> dict[str, float]:
@@ -364,35 +420,32 @@ def measure_ours(
     pool.expect("worker", workers)
     (marks,) = pool.expect("trainer")
     (server,) = pool.expect("server")
-    rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(marks, marks[1:], strict=False)]
-    (t0, cpu0, fwd0), (t1, cpu1, fwd1) = server["marks"]
     return {
-        "samples_per_s": statistics.median(rates) if rates else 0.0,
-        "cpu_us_per_sample": 1e6 * (cpu1 - cpu0) / max(fwd1 - fwd0, 1),
-        "server_cpu_frac": (cpu1 - cpu0) / (t1 - t0),
+        "samples_per_s": median_rate(marks),
+        **server_cpu(server["marks"]),
         "dropped": float(server["dropped"]),
     }
 
 
-def measure_ceiling(pool: Pool, obs: str, workers: int, seconds: float) -> dict[str, float]:
-    """The same bytes and processes through bare PUSH -> relay -> PULL (no protocol)."""
+def measure_ceiling(
+    pool: Pool, payload: str, workers: int, seconds: float, samples: int = CHUNK_STEPS
+) -> dict[str, float]:
+    """The same bytes and processes through bare PUSH -> relay -> PULL (no protocol):
+    ``payload`` is an ``OBS_SHAPES`` kind (our chunk) or ``bytes:N`` (one frame of N bytes
+    carrying ``samples`` samples)."""
     now = time.time()
     start = now + 0.6 + 0.03 * workers
     end, stop_at = start + seconds, start + seconds + 0.3
-    pool.server_commands.put((HWM[obs], 0, 0, start, end, stop_at))
+    pool.server_commands.put((hwm_of(payload), 0, samples, start, end, stop_at))
     ((in_port, out_port),) = pool.expect("port")
-    pool.trainer_commands.put((f"tcp://127.0.0.1:{out_port}", "raw", start, end, stop_at))
+    trainer = (f"tcp://127.0.0.1:{out_port}", f"raw:{samples}", start, end, stop_at)
+    pool.trainer_commands.put(trainer)
     for queue in pool.worker_commands[:workers]:
-        queue.put(("raw", f"tcp://127.0.0.1:{in_port}", obs, end))
+        queue.put(("raw", f"tcp://127.0.0.1:{in_port}", payload, end))
     pool.expect("worker", workers)
     (marks,) = pool.expect("trainer")
     (server,) = pool.expect("server")
-    rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(marks, marks[1:], strict=False)]
-    (t0, cpu0, fwd0), (t1, cpu1, fwd1) = server["marks"]
-    return {
-        "samples_per_s": statistics.median(rates) if rates else 0.0,
-        "cpu_us_per_sample": 1e6 * (cpu1 - cpu0) / max(fwd1 - fwd0, 1),
-    }
+    return {"samples_per_s": median_rate(marks), **server_cpu(server["marks"])}
 
 
 def measure_freshness(pool: Pool, n_params: int, workers: int, publishes: int) -> dict[str, float]:
@@ -428,204 +481,255 @@ def measure_freshness(pool: Pool, n_params: int, workers: int, publishes: int) -
     }
 
 
-# ----------------------------------------------------------------------------- tmrl / tlspyo
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# ----------------------------------------------------------------------------- tmrl 0.7.1
+TMRL_HOME = {"lidar": "home_lidar", "image": "home_full"}
+"""The tmrl baseline's data folder whose config picks the env (and sample compressor)."""
+TMRL_SCRIPT = Path(__file__).with_name("tmrl_transport.py")
 
 
-def tmrl_buffer(obs: str, seed: int) -> list[tuple[Any, ...]]:
-    """tmrl's Buffer.memory: 100 tuples (act, new_obs, rew, terminated, truncated, info)."""
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(CHUNK_STEPS):
-        act = rng.random(3, dtype=np.float32)
-        if obs == "lidar":  # TM20LIDAR: speed, 4 x 19 LIDAR history, 2 previous actions
-            new_obs: tuple[Any, ...] = (
-                rng.random(1, dtype=np.float32),
-                rng.random((4, 19), dtype=np.float32),
-                act,
-                act,
-            )
-        else:  # TM20FULL: speed, gear, rpm, 4 x 64 x 64 grayscale, 2 previous actions
-            new_obs = (
-                rng.random(1, dtype=np.float32),
-                rng.random(1, dtype=np.float32),
-                rng.random(1, dtype=np.float32),
-                rng.integers(0, 256, (4, 64, 64), dtype=np.uint8),
-                act,
-                act,
-            )
-        samples.append((act, new_obs, float(rng.random()), False, False, {}))
-    return samples
-
-
-def tlspyo_worker(port: int, local_port: int, obs: str, seed: int, until: float) -> None:
-    from tlspyo import Endpoint
-
-    endpoint = Endpoint("127.0.0.1", port, "bench", "workers", local_port, 12, 536870912, None)
-    buffer = tmrl_buffer(obs, seed)
-    while time.time() < until:
-        endpoint.produce(buffer, "trainers")  # as fast as it goes, like our workers
-    endpoint.stop()
-
-
-def tlspyo_measure(obs: str, workers: int, seconds: float) -> dict[str, float]:
-    """Run in the tmrl venv (``--tlspyo-child``): samples/s through a tlspyo Relay."""
-    from tlspyo import Endpoint, Relay
-
-    port = free_port()
-    groups = {
-        "trainers": {"max_count": 1, "max_consumables": None},
-        "workers": {"max_count": workers, "max_consumables": None},
-    }
-    relay = Relay(port, "bench", groups, free_port(), 12, None)
-    trainer = Endpoint("127.0.0.1", port, "bench", "trainers", free_port(), 12, 536870912, None)
-    trainer.notify(groups={"trainers": -1})
-    start = time.time() + 4.0 + 0.5 * workers  # endpoints: processes, slow to connect
-    end = start + seconds
-    ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(target=tlspyo_worker, args=(port, free_port(), obs, i, end))
-        for i in range(workers)
-    ]
-    for proc in procs:
-        proc.start()
-    samples, marks, next_mark, notified = 0, [], start, 0.0
-    while time.time() < end + 0.2:
-        buffers = trainer.receive_all(blocking=False)
-        samples += sum(len(b) for b in buffers)
-        if buffers or time.time() - notified > 0.1:  # a notify sent before the connection
-            trainer.notify(groups={"trainers": -1})  # is up gets lost: repeat it
-            notified = time.time()
-        if not buffers:
-            time.sleep(0.002)
-        now = time.time()
-        if next_mark <= end and now >= next_mark:
-            marks.append((now, samples))
-            while next_mark <= now:
-                next_mark += WINDOW_S
-    for proc in procs:
-        proc.join(timeout=20)
-    trainer.stop()
-    relay.stop()
-    rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(marks, marks[1:], strict=False)]
-    return {"samples_per_s": statistics.median(rates) if rates else 0.0}
-
-
-def tmrl_python(path: str | None) -> str | None:
-    candidate = path or os.environ.get("TMRL_PYTHON") or str(DEFAULT_TMRL_PYTHON)
-    if not Path(candidate).is_file():
+def find_tmrl(explicit: str | None) -> str | None:
+    """tmrl's interpreter (``--tmrl-python``, ``$TMRL_PYTHON`` or the baseline venv) if it
+    can import tlspyo and tmrl, else None."""
+    candidate = explicit or os.environ.get("TMRL_PYTHON")
+    exe = tmrl_baseline.tmrl_python(candidate)
+    if exe is None:
         return None
-    probe = subprocess.run([candidate, "-c", "import tlspyo"], capture_output=True, timeout=60)
-    return candidate if probe.returncode == 0 else None
+    probe = [str(exe), "-c", "import tlspyo, tmrl.networking"]
+    env = tmrl_baseline.tmrl_environ("home_lidar")
+    done = subprocess.run(probe, capture_output=True, timeout=120, env=env)
+    return str(exe) if done.returncode == 0 else None
 
 
-def measure_tmrl(python: str, obs: str, workers: int, seconds: float) -> dict[str, float] | None:
-    command = [python, __file__, "--tlspyo-child", obs, str(workers), str(seconds)]
+def measure_tmrl(
+    python: str, obs: str, workers: int, seconds: float, pace_ms: float, samples: int
+) -> dict[str, Any]:
+    """tmrl's figure (``tmrl_transport.py`` in tmrl's venv); ``samples_per_s`` 0.0 and an
+    ``error`` when the run failed."""
+    command = [python, str(TMRL_SCRIPT), obs, str(workers), str(seconds), str(pace_ms)]
+    command.append(str(samples))
+    env = tmrl_baseline.tmrl_environ(TMRL_HOME[obs])
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=240 + 5 * workers, env=env
+        )
     except subprocess.TimeoutExpired:
-        return None
+        return {"samples_per_s": 0.0, "error": "timed out"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        print(f"  tlspyo run failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
-        return None
-    result: dict[str, float] = json.loads(lines[-1])
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        return {"samples_per_s": 0.0, "error": tail[0]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if not valid(result["samples_per_s"]) and not result.get("error"):
+        result["error"] = "no sample reached the trainer"
     return result
 
 
+# ----------------------------------------------------------------------------- reporting
+def figure(value: float | None, unit: str = "samples/s") -> str:
+    """An absolute figure, or ``failed``."""
+    return f"{value:>9,.0f} {unit}" if valid(value) else f"{'failed':>9} {unit}"
+
+
+def partner(obs: str) -> str:
+    """tmrl's kind of observation to compare ours with (our compact images: tmrl's images,
+    each frame sent once on both sides; our full image histories: the same, 8x the bytes)."""
+    return "lidar" if obs == "lidar" else "image"
+
+
+def best_tmrl(results: list[dict[str, Any]], obs: str) -> dict[str, Any] | None:
+    """tmrl's best figure of the run for ``obs``, whatever its workers and pacing."""
+    runs = [r for r in results if r["side"] == "tmrl" and r["obs"] == obs and valid(r["rate"])]
+    return max(runs, key=lambda r: r["rate"]) if runs else None
+
+
+def summary(results: list[dict[str, Any]]) -> list[str]:
+    """The comparison lines: first ours against tmrl's best figure of the run, then against
+    tmrl with the same number of workers (its better pacing variant)."""
+    lines = []
+    ours = [r for r in results if r["side"] == "ours"]
+    for obs in dict.fromkeys(r["obs"] for r in ours):
+        theirs = partner(obs)
+        best = best_tmrl(results, theirs)
+        mine = [r for r in ours if r["obs"] == obs]
+        if best is None:
+            tmrl_runs = [r for r in results if r["side"] == "tmrl" and r["obs"] == theirs]
+            why = "every tmrl run failed" if tmrl_runs else "tmrl not measured"
+            lines.append(f"{obs}: ratio to tmrl's best: failed ({why})")
+            continue
+        label = f"{best['workers']} worker(s), {best['variant']}"
+        per = ", ".join(f"{r['workers']} workers {ratio(r['rate'], best['rate'])}" for r in mine)
+        lines.append(
+            f"{obs}: ours / tmrl's best figure of the run ({theirs}, {best['rate']:,.0f} "
+            f"samples/s with {label}): {per}"
+        )
+        same = []
+        for r in mine:
+            rivals = [
+                t["rate"]
+                for t in results
+                if t["side"] == "tmrl" and t["obs"] == theirs and t["workers"] == r["workers"]
+            ]
+            if rivals:
+                same.append(f"{r['workers']} workers {ratio(r['rate'], max(rivals))}")
+        if same:
+            lines.append(f"  same workers, tmrl's better pacing: {', '.join(same)}")
+    return lines
+
+
 # ----------------------------------------------------------------------------- main
-def throughput(args: argparse.Namespace, pool: Pool, tmrl: str | None) -> None:
+def throughput(args: argparse.Namespace, pool: Pool, tmrl: str | None) -> list[dict[str, Any]]:
+    """Ours for every obs and worker count, then tmrl for its kinds, workers and pacings."""
     print(f"== throughput: chunks of {CHUNK_STEPS}, {args.seconds:g} s windows ==", flush=True)
-    baseline: dict[str, float] = {}
-    for obs in args.obs:
-        for workers in args.workers:
-            r = measure_ours(pool, obs, workers, args.seconds, not args.no_flow_control)
-            line = (
-                f"{obs:>5} workers={workers:>2}: {r['samples_per_s']:>9,.0f} samples/s, "
-                f"server CPU {r['cpu_us_per_sample']:.2f} us/sample "
-                f"({100 * r['server_cpu_frac']:.0f}% of a core), {r['dropped']:.0f} dropped"
-            )
-            if not args.no_ceiling:
-                c = measure_ceiling(pool, obs, workers, args.seconds)
-                line += (
-                    f" | raw zmq {c['samples_per_s']:>9,.0f} samples/s "
-                    f"({c['cpu_us_per_sample']:.2f} us/sample), ours "
-                    f"{r['samples_per_s'] / max(c['samples_per_s'], 1):.2f}x of it"
-                )
-            if tmrl and workers in args.tmrl_workers and obs in ("lidar", "image"):
-                t = measure_tmrl(tmrl, obs, workers, args.seconds)
-                if t:
-                    baseline[obs] = max(baseline.get(obs, 0.0), t["samples_per_s"])
-                    line += (
-                        f" | tmrl/tlspyo {t['samples_per_s']:>8,.0f} samples/s, "
-                        f"ratio {r['samples_per_s'] / max(t['samples_per_s'], 1):.1f}x"
-                    )
-            elif obs.split("_")[0] in baseline:  # compact images: against tmrl's images
-                best = baseline[obs.split("_")[0]]
-                line += f" | {r['samples_per_s'] / best:.1f}x tmrl's best"
-            print(line, flush=True)
+    results = [ours_row(args, pool, obs, workers) for obs in args.obs for workers in args.workers]
     if tmrl is None:
         print(
-            "tmrl/tlspyo: not measured (no tmrl baseline venv with tlspyo; run "
+            "tmrl: not measured (no tmrl 0.7.1 baseline venv with tlspyo; run "
             "/work/shared/tools/install_tmrl_baseline.sh or pass --tmrl-python)",
             flush=True,
         )
+        return results
+    paces = {"flood": 0.0, "paced": args.tmrl_pace_ms}
+    for obs in sorted({partner(obs) for obs in args.obs}):
+        for workers in args.tmrl_workers:
+            for variant in args.tmrl_variants:
+                results.append(tmrl_row(args, pool, tmrl, obs, workers, paces[variant]))
+    return results
 
 
-def freshness(args: argparse.Namespace, pool: Pool) -> None:
+def ours_row(args: argparse.Namespace, pool: Pool, obs: str, workers: int) -> dict[str, Any]:
+    r = measure_ours(pool, obs, workers, args.seconds, not args.no_flow_control)
+    row = {"side": "ours", "obs": obs, "workers": workers, "rate": r["samples_per_s"]}
+    line = (
+        f"ours {obs:>13} workers={workers:>2}: {figure(r['samples_per_s'])}, "
+        f"server CPU {r['cpu_us_per_sample']:.2f} us/sample "
+        f"({100 * r['server_cpu_frac']:.0f}% of a core), {r['dropped']:.0f} dropped"
+    )
+    if not args.no_ceiling:
+        c = measure_ceiling(pool, obs, workers, args.seconds)
+        row["ceiling"] = c["samples_per_s"]
+        line += (
+            f" | raw zmq ceiling {figure(c['samples_per_s'])}: ours "
+            f"{fraction(r['samples_per_s'], c['samples_per_s'])}"
+        )
+    print(line, flush=True)
+    return row
+
+
+def tmrl_row(
+    args: argparse.Namespace, pool: Pool, tmrl: str, obs: str, workers: int, pace_ms: float
+) -> dict[str, Any]:
+    variant = f"paced {pace_ms:g} ms" if pace_ms > 0 else "flood"
+    t = measure_tmrl(tmrl, obs, workers, args.seconds, pace_ms, args.tmrl_buffer)
+    row = {"side": "tmrl", "obs": obs, "workers": workers, "variant": variant}
+    row |= {"rate": t["samples_per_s"], "bytes_per_sample": t.get("bytes_per_sample")}
+    line = f"tmrl {obs:>13} workers={workers:>2} {variant:>13}: {figure(row['rate'])}"
+    if t.get("error"):
+        line += f" ({t['error']})"
+    elif not args.no_ceiling:
+        payload = f"bytes:{int(t['buffer_bytes'])}"
+        c = measure_ceiling(pool, payload, workers, args.seconds, args.tmrl_buffer)
+        row["ceiling"] = c["samples_per_s"]
+        line += (
+            f", {t['bytes_per_sample']:.0f} B/sample | raw zmq ceiling, same bytes "
+            f"{figure(c['samples_per_s'])}: tmrl {fraction(row['rate'], c['samples_per_s'])}"
+        )
+    print(line, flush=True)
+    return row
+
+
+def freshness(args: argparse.Namespace, pool: Pool) -> list[dict[str, float]]:
+    if not args.params:
+        return []
     workers = min(args.freshness_workers, len(pool.worker_commands))
     print(f"== weight freshness: publish -> all {workers} workers swapped ==", flush=True)
+    rows = []
     for n_params in args.params:
         r = measure_freshness(pool, n_params, workers, args.publishes)
+        rows.append(r)
         print(
             f"{r['params'] / 1e6:>5.1f}M params ({4 * r['params'] / 2**20:.0f} MiB): "
             f"median {r['median_ms']:.0f} ms, max {r['max_ms']:.0f} ms over "
             f"{r['publishes']:.0f} publishes (tmrl: between episodes, up to 50 s)",
             flush=True,
         )
+    return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="measured time per setting")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16, 32])
     parser.add_argument(
         "--obs", nargs="+", default=["lidar", "image", "image_compact"], choices=list(OBS_SHAPES)
     )
-    parser.add_argument("--tmrl-workers", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--tmrl-python", help="python of the tmrl 0.7.1 baseline venv")
-    parser.add_argument("--no-tmrl", action="store_true", help="skip tmrl/tlspyo")
+    parser.add_argument("--tmrl-workers", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument(
-        "--no-flow-control", action="store_true", help="workers ignore chunk credit"
+        "--tmrl-variants", nargs="+", default=["flood", "paced"], choices=["flood", "paced"]
+    )
+    parser.add_argument(
+        "--tmrl-pace-ms", type=float, default=10.0, help="paced tmrl workers' wait per buffer"
+    )
+    parser.add_argument(
+        "--tmrl-buffer", type=int, default=CHUNK_STEPS, help="samples per tmrl buffer"
+    )
+    parser.add_argument("--tmrl-python", help="python of the tmrl 0.7.1 baseline venv")
+    parser.add_argument("--no-tmrl", action="store_true", help="skip tmrl")
+    parser.add_argument(
+        "--no-flow-control", action="store_true", help="our workers ignore chunk credit"
     )
     parser.add_argument(
         "--no-ceiling", action="store_true", help="skip the raw ZeroMQ ceiling runs"
     )
-    parser.add_argument("--params", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument(
+        "--params",
+        type=int,
+        nargs="*",
+        default=[1_000_000, 10_000_000],
+        help="weight freshness for these parameter counts (none: skip it)",
+    )
     parser.add_argument("--freshness-workers", type=int, default=16)
     parser.add_argument("--publishes", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="1 and 4 workers, 1 s windows")
-    parser.add_argument("--tlspyo-child", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.tlspyo_child:
-        obs, workers, seconds = args.tlspyo_child
-        print(json.dumps(tlspyo_measure(obs, int(workers), float(seconds))), flush=True)
-        return
+    parser.add_argument("--json", help="write every figure to this file")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (under a minute): LIDAR, 1 and 4 workers, tmrl with 1, 1 s windows",
+    )
+    args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.workers, args.publishes = 1.0, [1, 4], 3
-        args.freshness_workers = 4
-    tmrl = None if args.no_tmrl else tmrl_python(args.tmrl_python)
+        args.obs, args.tmrl_workers = ["lidar"], [1]
+        args.freshness_workers, args.params = 4, [1_000_000]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     began = time.time()
-    pool = Pool(max(*args.workers, args.freshness_workers))
+    ceilings = print_machine(quick=args.quick)
+    for obs in args.obs:  # one hop, no relay: what ZeroMQ alone does with this chunk's bytes
+        size = sum(len(frame) for frame in raw_frames(obs, 0))
+        one_hop = zmq_ceiling(size, seconds=0.2 if args.quick else 0.5)
+        print(
+            f"raw zmq, one hop, {obs} chunk ({size / 1e3:,.0f} kB): "
+            f"{figure(one_hop['msgs_per_s'] * CHUNK_STEPS)} ({one_hop['gbytes_per_s']:.2f} GB/s)",
+            flush=True,
+        )
+    tmrl = None if args.no_tmrl else find_tmrl(args.tmrl_python)
+    pool = Pool(max(*args.workers, args.freshness_workers if args.params else 1))
     try:
-        throughput(args, pool, tmrl)
-        freshness(args, pool)
+        results = throughput(args, pool, tmrl)
+        weights = freshness(args, pool)
     finally:
         pool.close()
-    print(f"(total {time.time() - began:.0f} s on {os.cpu_count()} cores)", flush=True)
+    print(f"== summary ({machine()}) ==", flush=True)
+    for line in summary(results):
+        print(line, flush=True)
+    print(f"(total {time.time() - began:.0f} s)", flush=True)
+    if args.json:
+        record = {"machine": machine(), "flags": cpu_flags_line(), "ceilings": ceilings}
+        record |= {"argv": sys.argv[1:], "throughput": results, "freshness": weights}
+        Path(args.json).write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

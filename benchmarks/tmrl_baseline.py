@@ -35,8 +35,13 @@ def tmrl_command(
             "figures; install it with /work/shared/tools/install_tmrl_baseline.sh"
         )
         return None
-    env = {**os.environ, "HOME": str(BASELINE / home), "OMP_NUM_THREADS": "1"}
-    return [str(exe), "-c", script, json.dumps(payload)], env
+    return [str(exe), "-c", script, json.dumps(payload)], tmrl_environ(home)
+
+
+def tmrl_environ(home: str) -> dict[str, str]:
+    """The environment of a tmrl process: ``HOME`` is the baseline's data folder ``home``
+    (``home_lidar``, ``home_lidar_redq`` or ``home_full``: the config tmrl reads at import)."""
+    return {**os.environ, "HOME": str(BASELINE / home), "OMP_NUM_THREADS": "1"}
 
 
 def run_tmrl(

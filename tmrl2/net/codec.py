@@ -72,8 +72,10 @@ Kinds (meta keys are required; extra meta keys are allowed and ignored):
     "weights_version": int}``; no arrays. The trainer's progress, for the workers' pacing;
     the server keeps only the latest and sends it to each worker once (new ones right after
     their ``welcome``).
-``stats`` (trainer -> server, optional)
-    meta: a map of counters; no arrays.
+``stats`` (trainer -> server, optional; server -> trainer when asked)
+    meta: a flat map of counters; no arrays. The server sends the trainer its queue depth and
+    drop counters (``queued_chunks``, ``chunks_dropped``, ``over_credit``, ``rejected``,
+    ``malformed``) about once a second when the trainer's ``hello`` sets ``server_stats``.
 ``ping`` (client -> server, or server -> client)
     meta ``{}``; no arrays. From a client it keeps the peer seen; from the server it is a
     liveness probe that clients ignore.

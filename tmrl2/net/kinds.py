@@ -63,6 +63,9 @@ MAX_SPEC_ARRAYS = 256
 MAX_SPEC_DIMS = 8
 """Most per-row dimensions of one ``spec`` entry."""
 
+MAX_STATS_KEYS = 256
+"""Most counters one ``stats`` message may carry."""
+
 REFUSAL_CODES: frozenset[str] = frozenset(
     {"protocol", "config", "token", "auth", "role", "name_taken", "trainer_taken", "rate"}
 )
@@ -127,6 +130,10 @@ def _check_hello(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> N
     _optional_str(meta, "hello", "session", MAX_SESSION_CHARS)
     if meta.get("weights_version") is not None:
         _int(meta, "hello", "weights_version", 0)
+    if meta.get("server_stats") is not None:
+        if role != "trainer":
+            raise DecodeError("hello server_stats is for the trainer only")
+        _field(meta, "hello", "server_stats", (bool,))
     if meta.get("spec") is not None:
         if role != "trainer":
             raise DecodeError("hello spec is for the trainer only")
@@ -228,6 +235,17 @@ def _check_chunk(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> N
         raise DecodeError("chunk carries no arrays")
 
 
+def _check_stats(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Counters both ways (the trainer's, optional; the server's queue depth and drops to a
+    trainer whose hello set ``server_stats``): a flat map of numbers."""
+    if len(meta) > MAX_STATS_KEYS:
+        raise DecodeError(f"stats carries more than {MAX_STATS_KEYS} counters")
+    for key, value in meta.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise DecodeError(f"stats meta {key!r} must be a number, got {value!r}")
+    _no_arrays("stats", arrays)
+
+
 def _check_credit(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     _int(meta, "credit", "n", 1, MAX_CREDIT)
     _no_arrays("credit", arrays)
@@ -255,7 +273,7 @@ _CHECKS: dict[str, Callable[[Mapping[str, Any], Mapping[str, np.ndarray]], None]
     "credit": _check_credit,
     "weights": _check_weights,
     "state": _check_state,
-    "stats": _check_plain("stats"),
+    "stats": _check_stats,
     "ping": _check_plain("ping"),
     "bye": _check_plain("bye"),
 }

@@ -9,6 +9,9 @@
     server --credit n--> worker: n of its chunks were forwarded (or dropped)
     trainer --weights--> server --weights--> each worker, once per weights message
     trainer --state--> server --state--> each worker, the latest only
+    server --stats (queue depth, drops)--> trainer, every STATS_PERIOD_S if its hello asked
+
+Hello handling (admission, refusals, welcomes) is :mod:`tmrl2.roles.server_hello`.
 
 Every message is decoded and validated before use; a malformed one (undecodable, bad sizes,
 sent before ``hello``, or of a kind the sender's role may not send) is dropped, counted in
@@ -71,8 +74,9 @@ from tmrl2.config.schema import ServerConfig
 from tmrl2.net.codec import PROTOCOL_VERSION, Buffer, Message, decode, encode
 from tmrl2.net.errors import DecodeError, ProtocolError
 from tmrl2.net.transport import SendResult, ServerSocket, ServerTransport
-from tmrl2.roles.chunk_checks import Spec, check_chunk_arrays, chunk_cars, parse_spec
-from tmrl2.roles.server_checks import HelloLimiter, hello_refusal
+from tmrl2.roles.chunk_checks import Spec, check_chunk_arrays, chunk_cars
+from tmrl2.roles.server_checks import HelloLimiter
+from tmrl2.roles.server_hello import on_hello
 from tmrl2.roles.server_peers import Peer, QueuedChunk
 from tmrl2.roles.server_stats import ServerStats, WorkerStats, prune_workers
 
@@ -104,6 +108,10 @@ load (seen in benchmarks/bench_transport.py with 4 workers)."""
 
 PRUNE_PERIOD_S = 1.0
 """Period of the pruning of per-peer records."""
+
+STATS_PERIOD_S = 1.0
+"""Period of the ``stats`` message (queue depth, drop counters) to a trainer whose hello set
+``server_stats``: its metrics carry them (docs/logging.md)."""
 
 MAX_IDENTITIES = 4096
 """Most entries of each per-identity table (recent sessions, samples pending as lost)."""
@@ -194,6 +202,8 @@ class Server:
         self._pending_lost: dict[bytes, int] = {}
         """Transitions sent without a session by identities never registered (yet)."""
         self._next_prune = time.monotonic() + PRUNE_PERIOD_S
+        self._next_stats = 0.0
+        """When the trainer is due its next ``stats`` (0: at the next pass)."""
         self._last_warn: dict[object, float] = {}
 
     @property
@@ -230,6 +240,9 @@ class Server:
             self._pay_owed_credit()
         self.stats.auth_rejected = int(getattr(self._socket, "auth_rejected", 0))
         now = time.monotonic()
+        if self._trainer is not None and now >= self._next_stats:
+            self._next_stats = now + STATS_PERIOD_S
+            self._send_stats(self._trainer)
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_PERIOD_S
             self.prune(now)
@@ -288,7 +301,7 @@ class Server:
             self._malformed(identity, str(exc))
             return
         if msg.kind == "hello":
-            self._on_hello(identity, frames, msg)
+            on_hello(self, identity, frames, msg)
             return
         peer = self._peers.get(identity)
         if peer is not None and peer.key is not None and self._socket.peer_key(frames) != peer.key:
@@ -321,133 +334,6 @@ class Server:
         if peer.worker is not None:
             peer.worker.last_seen_s = time.monotonic()
 
-    # ------------------------------------------------------------------ hello
-    def _on_hello(self, identity: bytes, frames: Sequence[Any], msg: Message) -> None:
-        meta = msg.meta
-        role, name = meta["role"], meta["name"]
-        if not self._hellos.allow(identity, time.monotonic()):
-            self._refuse(
-                identity,
-                f"{role} {name!r} sent too many hellos (more than {self.config.hello_burst} at "
-                f"once or {self.config.hello_rate_per_s:g} per second): wait, then retry",
-                "rate",
-            )
-            return
-        reason = self._hello_problem(identity, frames, meta)
-        if reason is not None:
-            self._refuse(identity, *reason)
-            return
-        session = meta.get("session")
-        current = self._peers.get(identity)
-        if (
-            current is not None
-            and session is not None
-            and (current.role, current.name, current.session) == (role, name, session)
-        ):
-            self._welcome_again(identity, current)  # a repeated hello of the same session
-            return
-        spec: Spec | None = None
-        if role == "trainer" and meta.get("spec") is not None:
-            try:
-                spec = parse_spec(meta["spec"])
-            except ValueError as exc:
-                self._refuse(identity, f"trainer {name!r} spec: {exc}", "config")
-                return
-        # a hello (re)starts the peer's session
-        self._forget(identity, quiet=True)
-        peer = Peer(role, name, session, self._socket.peer_key(frames) if self._curve else None)
-        self._peers[identity] = peer
-        self.stats.samples_lost += self._pending_lost.pop(identity, 0)
-        self._rejoin_asked.pop(identity, None)
-        log.info("%s %r connected", role, name)
-        welcome = {**self._welcome, "weights_version": self.stats.weights_version}
-        if role == "trainer":
-            self._trainer = identity
-            self.stats.trainer_connected = True
-            self._socket.send(identity, Message("welcome", welcome))
-            self._set_spec(spec)
-            return
-        self._names[name] = identity
-        self.stats.workers_connected += 1
-        workers = self.stats.workers
-        if name not in workers and len(workers) >= self.config.max_peers:
-            now = time.monotonic()
-            prune_workers(
-                workers, self._names, now, self.config.peer_ttl_s, self.config.max_peers - 1
-            )
-        peer.worker = workers.setdefault(name, WorkerStats())
-        peer.worker.last_seen_s = time.monotonic()
-        theirs = meta.get("weights_version")
-        if theirs is not None and theirs >= self.stats.weights_version:
-            peer.weights_sent = self._weights_seq  # it holds the latest already
-        self._check_window()
-        self._socket.send(
-            identity, Message("welcome", {**welcome, "chunk_credit": self.config.worker_credit})
-        )
-        self._push_due = True
-        self._push_latest()
-
-    def _hello_problem(
-        self, identity: bytes, frames: Sequence[Any], meta: Mapping[str, Any]
-    ) -> tuple[str, str] | None:
-        """(reason, code) when this hello must be refused; None when it may register."""
-        role, name = meta["role"], meta["name"]
-        key = self._socket.peer_key(frames) if self._curve is not None else None
-        static = hello_refusal(meta, self.run_token, self.config_hash, self._curve, key)
-        if static is not None:
-            return static
-        if role == "trainer":
-            current = self._other_trainer(identity)
-            if current is not None:
-                return (
-                    f"trainer {current!r} is already connected; one trainer per server "
-                    "(stop it, or start another server)",
-                    "trainer_taken",
-                )
-        elif self._name_taken(identity, name):
-            return (
-                f"worker name {name!r} is already connected to this server: give each "
-                "worker a unique worker.name (or --index)",
-                "name_taken",
-            )
-        return None
-
-    def _welcome_again(self, identity: bytes, peer: Peer) -> None:
-        """Answer a repeated hello of a registered session (its first welcome may have been
-        lost) without resetting it. Its socket replaces its credit by the welcome's grant, so
-        the grant is what the session may still have in flight (``worker_credit`` minus its
-        queued chunks) and the credit owed to it is void: hellos in a loop add nothing."""
-        welcome = {**self._welcome, "weights_version": self.stats.weights_version}
-        if peer.role == "worker":
-            self._owed.pop(identity, None)  # the grant below includes it
-            welcome["chunk_credit"] = max(0, self.config.worker_credit - peer.in_flight)
-        self._socket.send(identity, Message("welcome", welcome))
-        self._push_due = True
-
-    def _name_taken(self, identity: bytes, name: str) -> bool:
-        """Whether another live connection holds worker ``name`` (a holder that a probe
-        finds gone is forgotten: the newcomer takes the name)."""
-        holder = self._names.get(name)
-        if holder is None or holder == identity:
-            return False
-        if self._socket.send(holder, Message("ping")) is SendResult.GONE:
-            self._forget(holder)
-            return False
-        return True
-
-    def _check_window(self) -> None:
-        workers = self.stats.workers_connected
-        if workers * self.config.worker_credit > self.config.max_queued_chunks and (
-            self._may_warn("window")
-        ):
-            log.warning(
-                "%d workers x worker_credit %d exceed max_queued_chunks %d: chunks may be "
-                "dropped while the trainer lags; raise max_queued_chunks or lower worker_credit",
-                workers,
-                self.config.worker_credit,
-                self.config.max_queued_chunks,
-            )
-
     def _on_unregistered(self, identity: bytes, msg: Message) -> None:
         """A peer without a session (the server restarted under it): count, ask to rejoin.
 
@@ -469,22 +355,6 @@ class Server:
         self._rejoin_asked[identity] = now
         reason = "this server has no session for you (it restarted?): send hello again"
         self._socket.send(identity, Message("rejoin", {"reason": reason}))
-
-    def _other_trainer(self, identity: bytes) -> str | None:
-        """Name of the registered trainer if it is another peer and still connected."""
-        if self._trainer is None or self._trainer == identity:
-            return None
-        if self._socket.send(self._trainer, Message("ping")) is SendResult.GONE:
-            self._forget(self._trainer)  # it left without bye: the newcomer may take over
-            return None
-        return self._peers[self._trainer].name
-
-    def _refuse(self, identity: bytes, reason: str, code: str) -> None:
-        self.stats.refused += 1
-        self.stats.refused_codes[code] = self.stats.refused_codes.get(code, 0) + 1
-        if self._may_warn(("refused", identity)):  # refused clients retry their hello
-            log.warning("refused %s: %s", self._label(identity), reason)
-        self._socket.send(identity, Message("refused", {"reason": reason, "code": code}))
 
     # ------------------------------------------------------------------ chunks
     def _on_chunk(
@@ -638,6 +508,22 @@ class Server:
             ):
                 peer.weights_sent = self._weights_seq
                 self.stats.weights_sent += 1
+
+    def _send_stats(self, trainer: bytes) -> None:
+        """The queue depth and drop counters, to a trainer that asked for them (never
+        blocking: when its queue is full this one is skipped, the next one follows)."""
+        if not self._peers[trainer].wants_stats:
+            return
+        s = self.stats
+        meta = {
+            "queued_chunks": len(self._queue),
+            "chunks_dropped": s.chunks_dropped,
+            "over_credit": s.over_credit,
+            "rejected": s.rejected,
+            "malformed": s.malformed,
+        }
+        if self._socket.send(trainer, Message("stats", meta)) is SendResult.GONE:
+            self._gone(trainer)
 
     def _push(self, identity: bytes, frames: Sequence[Buffer]) -> bool:
         result = self._socket.send_frames(identity, frames)

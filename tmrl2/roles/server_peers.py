@@ -37,6 +37,8 @@ class Peer:
     in_flight: int = 0
     """Chunks of this session accepted and still queued (not yet forwarded, dropped or
     rejected): a chunk that would make it exceed ``worker_credit`` is dropped."""
+    wants_stats: bool = False
+    """A trainer whose hello set ``server_stats``: it gets the server's ``stats`` messages."""
 
 
 @dataclass

@@ -71,7 +71,7 @@ TRACK_FIELDS = ("best_lap_s", "finish_rate", "lap_ratio")
 SKIPPED = frozenset({STEP_KEY, "elapsed_s", "updates_per_step_set", "worker_policy_version"})
 """Top-level keys not written as scalars: the step itself, wall time (each event has its own),
 a constant setting, and a version that only matters as ``perf/policy_lag``."""
-NET_WORDS = ("rejected", "lost", "drop", "queue", "credit")
+NET_WORDS = ("rejected", "lost", "drop", "queue", "credit", "malformed")
 """A numeric key without a fixed tag goes to ``net/`` when it holds one of these words."""
 
 
