@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -223,6 +224,9 @@ class SAC:
         self.last_td_error: torch.Tensor | None = None
         """``(B,)`` |TD error| of the last update's batch (mean over the critics), detached,
         on the learner's device: the priorities of a prioritized replay sampler."""
+        self.actor_guide: Callable[[Batch], torch.Tensor | None] | None = None
+        """An extra term of the actor's loss, called with the batch at each actor step (None,
+        or a hook returning None: no term); ``world_model.mpc.mode: guide`` sets it."""
         if self.amp_dtype is torch.float16:
             for optimizer in (self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer):
                 if optimizer is not None:
@@ -342,6 +346,9 @@ class SAC:
                 # the gradient flows back across devices through the action
                 q_pi = critic(cb.obs, self._to_critic(action)).float().to(self.device)
             loss_actor = actor_loss(logp.float(), q_pi, alpha, self.policy_reduce)
+            extra = self.actor_guide(batch) if self.actor_guide is not None else None
+            if extra is not None:  # world_model.mpc.mode guide: toward the planner's actions
+                loss_actor = loss_actor + extra
             self._step(self.actor_optimizer, loss_actor, self._actor_params)
         finally:
             critic.requires_grad_(True)

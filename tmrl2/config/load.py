@@ -256,7 +256,8 @@ def _describe(exc: ValidationError, model: type[BaseModel], prefix: tuple[str, .
             expected = None
         what = f"expected {expected}, got {err.get('input')!r}: " if expected else ""
         msg = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(f"{path}: {what}{msg}")
+        # a whole-model check (several sections) names its keys in its message
+        lines.append(f"{path}: {what}{msg}" if path else f"{what}{msg}")
     return lines
 
 

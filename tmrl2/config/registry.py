@@ -26,7 +26,15 @@ from typing import Any
 
 from tmrl2.config.base import ComponentConfig
 
-SECTIONS: tuple[str, ...] = ("env", "reward", "memory", "model", "algorithm", "exploration")
+SECTIONS: tuple[str, ...] = (
+    "env",
+    "reward",
+    "memory",
+    "model",
+    "algorithm",
+    "exploration",
+    "world_model",
+)
 
 _BUILTINS: dict[str, dict[str, str]] = {
     "env": {
@@ -49,6 +57,10 @@ _BUILTINS: dict[str, dict[str, str]] = {
         "rnd": "tmrl2.exploration.rnd:RND",
         "icm": "tmrl2.exploration.icm:ICM",
         "param_noise": "tmrl2.exploration.param_noise:ParamNoise",
+    },
+    "world_model": {
+        "none": "tmrl2.worldmodel.config:NoWorldModel",
+        "mbpo": "tmrl2.worldmodel.config:WorldModel",
     },
 }
 

@@ -1,7 +1,7 @@
 """The typed, frozen config tree of a run. Every field is documented where it is declared.
 
 Component sections (``env``, ``reward``, ``memory``, ``model``, ``algorithm``,
-``exploration``) are typed as
+``exploration``, ``world_model``) are typed as
 :class:`ComponentConfig` here and validated against the chosen component's own ``Config`` model
 by :mod:`tmrl2.config.load`; the other sections are fixed models below.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tmrl2.config.base import ComponentConfig, FrozenModel
 
@@ -29,6 +29,7 @@ DEFAULT_KINDS: dict[str, str] = {
     "model": "mlp",
     "algorithm": "sac",
     "exploration": "none",
+    "world_model": "none",
 }
 """The component each section names when its ``kind`` is left out."""
 
@@ -356,3 +357,18 @@ class Config(FrozenModel):
 
         component_side(resolve("exploration", value.kind), value)
         return value
+
+    world_model: ComponentConfig
+    """A learned dynamics model (``none``): ``mbpo`` trains an ensemble in the trainer, mixes
+    its rollouts into the learner's batches and can give MPC hints (docs/world_model.md)."""
+
+    @model_validator(mode="after")
+    def _world_model_fits(self) -> Config:
+        """``world_model.mpc.mode: explore`` plans in the single-car worker only."""
+        mpc = getattr(self.world_model, "mpc", None)
+        if getattr(mpc, "mode", None) == "explore" and self.worker.envs > 1:
+            raise ValueError(
+                "world_model.mpc.mode explore needs worker.envs 1 (the vectorized worker does "
+                "not plan); use mode guide, or worker.count for several workers"
+            )
+        return self

@@ -64,6 +64,7 @@ from tmrl2.telemetry.alarms import Alarms, divergence_line, nonfinite_losses, we
 from tmrl2.telemetry.episodes import ReturnStats, TrackStats
 from tmrl2.telemetry.progress import ProgressReporter, RateMeter
 from tmrl2.telemetry.sinks import build_sinks
+from tmrl2.worldmodel.learner import wrap_world_model
 
 log = logging.getLogger(__name__)
 
@@ -408,8 +409,8 @@ class Trainer:
                 )
                 return
             td_error = self.algo.last_td_error
-            if feed and td_error is not None:
-                self.memory.update_priorities(batch.indices, td_error)
+            if feed and td_error is not None:  # a world model's batch: its real rows come first
+                self.memory.update_priorities(batch.indices[: len(td_error)], td_error)
             self.counters["updates"] += 1
 
     def _publish_due(self, new_updates: int, since_s: float) -> bool:
@@ -543,6 +544,18 @@ def build_trainer(
     learner = build_algorithm(config, model, device)
     # RND/ICM: a bonus in the critic target, trained on the sampled batches (docs/exploration.md)
     learner = wrap_learner(config.exploration, learner, obs_space, action_space, device)
+    # world_model: ensemble dynamics, model rollouts in the batches, MPC (docs/world_model.md)
+    gamma = float(getattr(config.algorithm, "gamma", 0.99))
+    learner = wrap_world_model(
+        config.world_model,
+        learner,
+        model,
+        obs_space,
+        action_space,
+        device,
+        gamma=gamma,
+        seed=config.run.seed,
+    )
     memory = build_memory(config, obs_space, action_space, device)
     stop = stop or NeverStop()
     return Trainer(

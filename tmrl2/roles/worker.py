@@ -46,6 +46,7 @@ from tmrl2.roles.common import (
 from tmrl2.roles.components import build_model
 from tmrl2.roles.pacing import Clock, Pacer, TrainerState, WaitLog
 from tmrl2.telemetry.episodes import episode_record
+from tmrl2.worldmodel.explore import MPCExplorer, build_mpc_explorer, split_weights
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Worker:
         stop: StopFlag | None = None,
         clock: Clock = time.monotonic,
         noise: ActorNoise | None = None,
+        mpc: MPCExplorer | None = None,
     ) -> None:
         """Args:
         config: the run's config (reads ``worker``, ``env.realtime``).
@@ -85,6 +87,8 @@ class Worker:
         clock: ``time.monotonic`` or a test's fake clock.
         noise: parameter-space noise (``exploration.kind: param_noise``): act with its
             perturbed copy of ``actor``; ``actor`` itself keeps the trainer's weights.
+        mpc: the world model's planner (``world_model.mpc.mode: explore``): some steps act
+            with its action, once the model's weights came with the actor's.
         """
         self.config = config
         self.cfg = config.worker
@@ -94,6 +98,7 @@ class Worker:
         self.env, self.actor = env, actor
         self.actor.eval()
         self.noise = noise
+        self.mpc = mpc
         assert isinstance(env.action_space, gym.spaces.Box), "actions must be a Box"
         self.chunk = ChunkBuilder(
             env.observation_space,
@@ -200,11 +205,17 @@ class Worker:
         noise: how worker-side values reach the trainer's metrics (``explore/<name>``)."""
         if self.noise is not None:
             record["exploration"] = self.noise.stats()
+        if self.mpc is not None:
+            record["exploration"] = {**record.get("exploration", {}), **self.mpc.stats()}
         return record
 
     def _act(self, obs: Any) -> np.ndarray:
         if self.policy_version == 0 and self.steps < self.cfg.random_steps:
             return np.asarray(self.env.action_space.sample(), dtype=np.float32)
+        if self.mpc is not None:
+            planned = self.mpc.maybe_act(obs, self.actor)
+            if planned is not None:
+                return planned
         if self.noise is not None:
             return actor_act(self.noise.acting_actor, obs, self.noise.deterministic)
         return actor_act(self.actor, obs, deterministic=False)
@@ -228,7 +239,10 @@ class Worker:
         msg = self.client.recv(timeout_ms=timeout_ms)
         while msg is not None:
             if msg.kind == "weights":
-                load_actor_weights(self.actor, msg.arrays)
+                actor_arrays, model_arrays = split_weights(msg.arrays)  # world model: "wm/"
+                load_actor_weights(self.actor, actor_arrays)
+                if self.mpc is not None:
+                    self.mpc.load(model_arrays)
                 if self.noise is not None:
                     self.noise.weights_changed()
                 self.policy_version = int(msg.meta["version"])
@@ -330,6 +344,7 @@ def build_worker(
     env = build_env(config)
     actor = build_model(config, env.observation_space, env.action_space).actor
     noise = build_actor_noise(config.exploration, actor, env.action_space, seed)
+    mpc = build_mpc_explorer(config.world_model, env.observation_space, env.action_space, seed)
     return Worker(
         config,
         env=env,
@@ -339,6 +354,7 @@ def build_worker(
         seed=seed,
         stop=stop,
         noise=noise,
+        mpc=mpc,
     )
 
 
