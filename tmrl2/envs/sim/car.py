@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tmrl2.envs.sim import kernels
+from tmrl2.envs.sim.lidar import Lidar
 from tmrl2.envs.sim.track import Track
 
-_FLOAT_FIELDS = kernels.STATE_FIELDS[:12]
 WHEELS = ("FL", "FR", "RL", "RR")
 """Wheel order of :meth:`Car.wheel_surfaces` (and of the protocol's wheel bits)."""
 
@@ -188,9 +188,7 @@ class Car:
         self._table = kernels.track_tables(track)[0]
         self._packed = kernels.pack_params(self.params, track)
         self._packed_for = (self.params, track)
-        self._row = np.zeros((1, kernels.NSTATE))
-        self._controls = np.zeros((1, 3))
-        self._hit = np.zeros(1, np.bool_)
+        self._row = np.zeros(kernels.NSTATE)
 
     def reset(self, s: float = 0.0, offset: float = 0.0, heading_offset: float = 0.0) -> None:
         """Stand still at arc length ``s``, ``offset`` left of the centerline, facing the road
@@ -211,32 +209,68 @@ class Car:
         side), so one wheel can be on the grass while the others are on the road. The point
         car has one height: all four wheels touch the ground or none does (``airborne``)."""
         st, p = self.state, self.params
-        table = kernels.track_tables(self.track)[0]
         return kernels.wheel_surfaces(
-            table, st.x, st.z, st.heading, st.seg, 0.5 * p.wheelbase_m, p.half_width_m
-        )
+            self._tables()[0], st.x, st.z, st.heading, st.seg, 0.5 * p.wheelbase_m,
+            p.half_width_m,
+        )  # fmt: skip
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """The track table and the packed constants, packed again after a change of params
+        (domain randomization) or of track."""
+        packed_for = self._packed_for
+        if packed_for[0] is not self.params or packed_for[1] is not self.track:
+            self._table = kernels.track_tables(self.track)[0]
+            self._packed = kernels.pack_params(self.params, self.track)
+            self._packed_for = (self.params, self.track)
+        return self._table, self._packed
 
     def step(self, gas: float, brake: float, steer: float, duration_s: float) -> bool:
         """Drive ``duration_s`` with these controls (gas, brake in [0, 1], steer in [-1, 1],
         positive right); return whether the car touched a wall."""
-        packed_for = self._packed_for
-        if packed_for[0] is not self.params or packed_for[1] is not self.track:
-            # new params (domain randomization) or a new track
-            self._table = kernels.track_tables(self.track)[0]
-            self._packed = kernels.pack_params(self.params, self.track)
-            self._packed_for = (self.params, self.track)
-        row = self._row
+        table, packed = self._tables()
+        row = self._load_row()
+        hit = kernels.step_car(row, gas, brake, steer, duration_s, packed, table)
+        self._store_row(row)
+        return hit
+
+    def step_and_scan(
+        self, gas: float, brake: float, steer: float, duration_s: float, lidar: Lidar,
+        history: np.ndarray,
+    ) -> bool:  # fmt: skip
+        """:meth:`step`, then ``lidar.measure`` at the new pose divided by ``lidar.range_m``
+        pushed into ``history`` ``(scans, beams)`` float32 (oldest row first), in one
+        compiled call (the env's step, issue 18); the same numbers as the two calls."""
+        if lidar.track is not self.track:
+            raise ValueError("the LIDAR is for another track than the car's")
+        table, packed = self._tables()
+        row = self._load_row()
+        angles, lookup, range_m, ahead, behind, walls = lidar.kernel_args
+        hit = kernels.step_car_scan(
+            row, gas, brake, steer, duration_s, packed, table, angles, lookup, range_m, ahead,
+            behind, walls, history,
+        )  # fmt: skip
+        self._store_row(row)
+        return hit
+
+    def _load_row(self) -> np.ndarray:
+        """The state as the kernels' row. One tuple each way, in kernels.STATE_FIELDS order:
+        a loop of getattr/setattr was the largest Python cost of a step (issue 18)."""
+        row, st = self._row, self.state
+        row[:] = (
+            st.x, st.y, st.z, st.heading, st.vx, st.vz, st.vy, st.s, st.offset, st.air_time_s,
+            st.rpm, st.shift_timer_s, st.seg, st.gear, st.surface, st.wall_contact,
+            st.airborne,
+        )  # fmt: skip
+        return row
+
+    def _store_row(self, row: np.ndarray) -> None:
         st = self.state
-        for k, name in enumerate(kernels.STATE_FIELDS):
-            row[0, k] = getattr(st, name)
-        self._controls[0] = gas, brake, steer
-        kernels.step_cars(row, self._controls, duration_s, self._packed, self._table, self._hit)
-        values = row[0].tolist()
-        for k, name in enumerate(_FLOAT_FIELDS):
-            setattr(st, name, values[k])
-        st.seg, st.gear, st.surface = int(values[12]), int(values[13]), int(values[14])
-        st.wall_contact, st.airborne = values[15] != 0.0, values[16] != 0.0
-        return bool(self._hit[0])
+        (
+            st.x, st.y, st.z, st.heading, st.vx, st.vz, st.vy, st.s, st.offset, st.air_time_s,
+            st.rpm, st.shift_timer_s, seg, gear, surface, wall, airborne,
+        ) = row.tolist()  # fmt: skip
+        st.seg, st.gear, st.surface = int(seg), int(gear), int(surface)
+        st.wall_contact, st.airborne = wall != 0.0, airborne != 0.0
 
 
 _KMH = 1.0 / 3.6

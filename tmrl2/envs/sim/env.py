@@ -18,6 +18,8 @@ steer is positive to the right (tmrl's convention).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import math
 from dataclasses import replace
@@ -49,6 +51,12 @@ START_HEADING_NOISE_RAD = 0.01
 """Largest random heading error of the car at the start (seeded)."""
 
 Obs = dict[str, np.ndarray]
+WHEEL_SURFACES = {
+    codes: tuple(SURFACES[c] for c in codes)
+    for codes in itertools.product(range(len(SURFACES)), repeat=4)
+}
+"""The ``wheel_surfaces`` info of each tuple of wheel surface codes (built once, not per
+step)."""
 
 
 class SimEnvConfig(TelemetryEnvConfig):
@@ -178,6 +186,8 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         self._progress_m = 0.0
         self._lap_s: float | None = None
         self._respawn_pending = False
+        self._reference_s = 0.0
+        """Reference lap (s) of the current track (set with the track)."""
 
     @classmethod
     def from_config(cls, config: SimEnvConfig) -> gym.Env[Obs, np.ndarray]:
@@ -226,22 +236,26 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         if self._respawn_pending:
             self.respawn()
         cfg, st = self.config, self.car.state
-        act = np.clip(np.asarray(action, dtype=np.float32).reshape(3), -1.0, 1.0)
+        act = np.asarray(action, dtype=np.float32).reshape(3)
+        act = np.minimum(np.maximum(act, -1.0), 1.0)  # np.clip, without its Python layers
         gas, brake, steer = self._controls.apply(act)
         dt = self._dt_s
         if self._draw.jitter_frac > 0.0:
             j = self._draw.jitter_frac
             dt *= float(self.np_random.uniform(1.0 - j, 1.0 + j))
         s_before = st.s
-        wall_contact = self.car.step(gas, brake, steer, dt)
+        if cfg.lidar and self._draw.lidar_noise_std == 0.0:  # one compiled call for both
+            wall_contact = self.car.step_and_scan(gas, brake, steer, dt, self.lidar, self._lidar)
+        else:
+            wall_contact = self.car.step(gas, brake, steer, dt)
+            if cfg.lidar:
+                self._lidar[:-1] = self._lidar[1:]
+                self._lidar[-1] = self._scan()
         race_before = self._race_s
         self._steps += 1
         self._race_s += dt
         self._actions[:-1] = self._actions[1:]
         self._actions[-1] = act
-        if cfg.lidar:
-            self._lidar[:-1] = self._lidar[1:]
-            self._lidar[-1] = self._scan()
         if self.renderer is not None:
             self._images[:-1] = self._images[1:]
             self._images[-1] = self._render()
@@ -323,7 +337,7 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         self.lidar = self._lidar_for(index)
         if cfg.image:
             self.renderer = self._renderer_for(index)
-        reference = self.tracks.reference_s(index)
+        reference = self._reference_s = self.tracks.reference_s(index)
         self._cap = episode_cap_steps(cfg.max_episode_steps, reference, cfg.time_step_ms)
         if cfg.max_episode_steps and index not in self._warned_caps:
             self._warned_caps.add(index)
@@ -427,30 +441,31 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         return obs
 
     def _info(self, wall_contact: bool) -> dict[str, Any]:
-        st = self.car.state
+        st, track = self.car.state, self.track
+        speed = math.hypot(st.vx, st.vz)  # st.speed
         return {
             "progress_m": self._progress_m,
-            "progress_frac": self._progress_m / self.track.length_m,
-            "speed_ms": st.speed,
-            "finished": st.s >= self.track.length_m,
+            "progress_frac": self._progress_m / track.length_m,
+            "speed_ms": speed,
+            "finished": st.s >= track.length_m,
             "wall_contact": wall_contact,
-            "checkpoint": self.track.checkpoints_passed(self._progress_m),
+            "checkpoint": bisect.bisect_right(track.checkpoints_m, self._progress_m),
             "race_time_ms": round(self._race_s * 1000.0)
             if self._draw.jitter_frac > 0.0
             else self._steps * self.config.time_step_ms,
-            "track_length_m": self.track.length_m,
+            "track_length_m": track.length_m,
             "position": (st.x, st.y, st.z),
             "gear": st.gear,
             "rpm": st.rpm,
             "surface": SURFACES[st.surface],
-            "wheel_surfaces": tuple(SURFACES[c] for c in self.car.wheel_surfaces()),
+            "wheel_surfaces": WHEEL_SURFACES[self.car.wheel_surfaces()],
             "wheel_contact": (not st.airborne,) * 4,
             "airborne": st.airborne,
             "air_time_s": st.air_time_s,
             "respawns": self._respawns,
             "velocity": (st.vx, st.vy, st.vz),
             # Pitch: the climb angle of the velocity (the car's nose follows it); no banking.
-            "yaw_pitch_roll": (st.heading, math.atan2(st.vy, st.speed), 0.0),
+            "yaw_pitch_roll": (st.heading, math.atan2(st.vy, speed), 0.0),
             "track": self.tracks.names[self.track_index],  # the spec, as the user wrote it
-            "reference_lap_s": self.reference_lap_s,
+            "reference_lap_s": self._reference_s,
         }

@@ -173,8 +173,10 @@ def _engine(st: np.ndarray, p: np.ndarray, u: float, dt: float) -> float:
     if st[SHIFT_TIMER] > 0.0:
         st[SHIFT_TIMER] -= dt
         return 0.0
-    r = min(max(frac, 0.4), 1.0)
-    torque = 1.0 + p[P_RIPPLE] * math.cos(math.pi * (r - 0.8) / 0.4)
+    torque = 1.0  # what the ripple term gives without one (1 + 0 cos): no cos to compute
+    if p[P_RIPPLE] != 0.0:
+        r = min(max(frac, 0.4), 1.0)
+        torque = 1.0 + p[P_RIPPLE] * math.cos(math.pi * (r - 0.8) / 0.4)
     curve = _engine_curve(p, u)
     if curve >= 0.0:
         return torque * p[P_ENGINE] * curve
@@ -310,17 +312,28 @@ def step_cars(
     in [0, 1], steer in [-1, 1], positive right), in equal substeps no longer than the
     car's substep; ``contact[i]`` tells whether car ``i`` touched a wall."""
     for i in range(states.shape[0]):
-        contact[i] = _drive(states[i], controls[i], duration_s, p, tk)
+        c = controls[i]
+        contact[i] = _drive(states[i], c[0], c[1], c[2], duration_s, p, tk)
+
+
+@njit(cache=True)
+def step_car(
+    st: np.ndarray, gas: float, brake: float, steer: float, duration_s: float, p: np.ndarray,
+    tk: np.ndarray,
+) -> bool:  # fmt: skip
+    """:func:`step_cars` of one car (its state row ``st``), controls as numbers: the single
+    car's call, with fewer arrays to hand over (numba's dispatch is per argument)."""
+    return _drive(st, gas, brake, steer, duration_s, p, tk)
 
 
 @njit(cache=True)
 def _drive(
-    st: np.ndarray, control: np.ndarray, duration_s: float, p: np.ndarray, tk: np.ndarray
+    st: np.ndarray, gas: float, brake: float, steer: float, duration_s: float, p: np.ndarray,
+    tk: np.ndarray,
 ) -> bool:  # fmt: skip
     """One car's step (see :func:`step_cars`): True when it touched a wall."""
     substeps = max(1, math.ceil(duration_s / p[P_SUBSTEP] - 1e-9))
     dt = duration_s / substeps
-    gas, brake, steer = control[0], control[1], control[2]
     touched = False
     for _ in range(substeps):
         _move(st, p, tk, gas, brake, steer, dt)
@@ -338,7 +351,8 @@ def step_cars_each(
     ``(cars,)``, ``params`` ``(cars, P)``: each row :func:`pack_params` of that car, e.g.
     randomized per episode), every car on the track ``tk``: the same arithmetic, car by car."""
     for i in range(states.shape[0]):
-        contact[i] = _drive(states[i], controls[i], durations_s[i], params[i], tk)
+        c = controls[i]
+        contact[i] = _drive(states[i], c[0], c[1], c[2], durations_s[i], params[i], tk)
 
 
 @njit(cache=True)
@@ -379,57 +393,168 @@ def wheel_surfaces(
 
 
 # ---------------------------------------------------------------- LIDAR
+BEAM_BINS = 128
+"""Bins of the beam lookup of :func:`lidar_cars` over the pseudo-angle range [-1, 1]."""
+PSEUDO_EPS = 1e-7
+"""Widening of a wall piece's pseudo-angle interval (about radians): far larger than the
+rounding of the hit tests (1e-16 relative), far smaller than the beams' spacing, so that no
+beam a piece could stop is left out."""
+
+
+@njit(cache=True, inline="always")
+def _pseudo_angle(f: float, left: float) -> float:
+    """A number in [-1, 1] that grows with the angle of the direction ``(f, left)`` (forward,
+    left) of the front half-plane (``f > 0``) from -90 to +90 degrees: cheaper than atan2."""
+    return left / (f + abs(left))
+
+
+@njit(cache=True)
+def beam_lookup(angles: np.ndarray) -> np.ndarray:
+    """``(2, BEAM_BINS)``: for each bin of pseudo-angle (:func:`_pseudo_angle`, [-1, 1] in
+    :data:`BEAM_BINS` equal bins), the number of beams below the bin's lower edge, and below
+    its upper edge: a wall piece whose ends' pseudo-angles lie in bins ``k0..k1`` can only
+    stop beams ``first[k0]..stop[k1] - 1``. Beams not sorted within [-90, 90] degrees get
+    the whole fan for every bin (every piece meets every beam)."""
+    beams = angles.shape[0]
+    lookup = np.empty((2, BEAM_BINS), np.int64)
+    lookup[0, :], lookup[1, :] = 0, beams
+    pseudo = np.empty(beams)
+    for b in range(beams):
+        a = angles[b]
+        if not -0.5 * math.pi <= a <= 0.5 * math.pi or (b > 0 and a < angles[b - 1]):
+            return lookup
+        pseudo[b] = math.sin(a) / (abs(math.cos(a)) + abs(math.sin(a)))
+    below = 0
+    for k in range(BEAM_BINS):
+        edge = -1.0 + 2.0 * k / BEAM_BINS  # exact in binary
+        while below < beams and pseudo[below] < edge:
+            below += 1
+        lookup[0, k] = below
+        if k > 0:
+            lookup[1, k - 1] = below  # below the previous bin's upper edge
+    return lookup
+
+
+@njit(cache=True, inline="always")
+def _bin_of(pseudo: float, half_bins: float) -> int:
+    """The bin of :func:`beam_lookup` a pseudo-angle falls in."""
+    return min(max(int((pseudo + 1.0) * half_bins), 0), BEAM_BINS - 1)
+
+
 @njit(cache=True, error_model="numpy")
 def lidar_cars(
-    states: np.ndarray, angles: np.ndarray, range_m: float, ahead: int, behind: int,
-    tk: np.ndarray, walls: np.ndarray, out: np.ndarray,
+    states: np.ndarray, angles: np.ndarray, lookup: np.ndarray, range_m: float, ahead: int,
+    behind: int, tk: np.ndarray, walls: np.ndarray, out: np.ndarray,
 ) -> None:  # fmt: skip
     """Wall distances (m, at most ``range_m``) along each beam for each car, into ``out``
     ``(cars, beams)``; the wall pieces searched are those beside the segments from
     ``behind`` before to ``ahead`` after the car's, in the direction the car faces (see
-    :mod:`tmrl2.envs.sim.lidar`)."""
+    :mod:`tmrl2.envs.sim.lidar`).
+
+    A piece wholly in front of the car is intersected only with the beams whose direction
+    falls within the angle it subtends (``lookup``, :func:`beam_lookup` of ``angles``, at
+    the pseudo-angles of its ends widened by :data:`PSEUDO_EPS`), not with all of them: the
+    same hits, in the same order, so the same numbers, for about one beam per piece instead
+    of all of them (issue 18).
+    """
+    best = np.empty(angles.shape[0])
+    for i in range(states.shape[0]):
+        _lidar_car(states[i], angles, lookup, range_m, ahead, behind, tk, walls, best)
+        out[i, :] = best
+
+
+@njit(cache=True, error_model="numpy")
+def step_car_scan(
+    st: np.ndarray, gas: float, brake: float, steer: float, duration_s: float, p: np.ndarray,
+    tk: np.ndarray, angles: np.ndarray, lookup: np.ndarray, range_m: float, ahead: int,
+    behind: int, walls: np.ndarray, history: np.ndarray,
+) -> bool:  # fmt: skip
+    """:func:`step_car`, then the LIDAR (:func:`lidar_cars`) at the car's new pose pushed
+    into ``history`` ``(scans, beams)`` (float32 distance / ``range_m``, oldest row first):
+    the single car's env step in one call instead of a dozen numpy and numba calls."""
+    hit = _drive(st, gas, brake, steer, duration_s, p, tk)
+    best = np.empty(angles.shape[0])
+    _lidar_car(st, angles, lookup, range_m, ahead, behind, tk, walls, best)
+    last = history.shape[0] - 1
+    for k in range(last):
+        history[k, :] = history[k + 1, :]
+    for b in range(best.shape[0]):
+        history[last, b] = best[b] / range_m
+    return hit
+
+
+@njit(cache=True, error_model="numpy")
+def step_cars_scan_each(
+    states: np.ndarray, controls: np.ndarray, durations_s: np.ndarray, params: np.ndarray,
+    tk: np.ndarray, contact: np.ndarray, angles: np.ndarray, lookup: np.ndarray,
+    range_m: float, ahead: int, behind: int, walls: np.ndarray, history: np.ndarray,
+) -> None:  # fmt: skip
+    """:func:`step_cars_each`, then each car's LIDAR at its new pose pushed into its
+    ``history[i]`` ``(scans, beams)`` (float32 distance / ``range_m``, oldest row first), as
+    :func:`step_car_scan` does for one car: the batch's step in one call."""
+    best = np.empty(angles.shape[0])
+    last = history.shape[1] - 1
+    for i in range(states.shape[0]):
+        c = controls[i]
+        contact[i] = _drive(states[i], c[0], c[1], c[2], durations_s[i], params[i], tk)
+        _lidar_car(states[i], angles, lookup, range_m, ahead, behind, tk, walls, best)
+        for k in range(last):
+            history[i, k, :] = history[i, k + 1, :]
+        for b in range(best.shape[0]):
+            history[i, last, b] = best[b] / range_m
+
+
+@njit(cache=True, error_model="numpy")
+def _lidar_car(
+    st: np.ndarray, angles: np.ndarray, lookup: np.ndarray, range_m: float, ahead: int,
+    behind: int, tk: np.ndarray, walls: np.ndarray, best: np.ndarray,
+) -> None:  # fmt: skip
+    """One car's row of :func:`lidar_cars`, into ``best``."""
     rows = walls.shape[0]
     beams = angles.shape[0]
-    best = np.empty(beams)
-    for i in range(states.shape[0]):
-        st = states[i]
-        x, z, heading, seg = st[X], st[Z], st[HEADING], int(st[SEG])
-        if math.cos(heading) * tk[seg, T_TX] + math.sin(heading) * tk[seg, T_TZ] >= 0.0:
-            lo, hi = seg - behind, seg + ahead
-        else:
-            lo, hi = seg - ahead, seg + behind
-        first, stop = max(lo + 1, 0), min(hi + 2, rows)  # wall row k + 1 is beside segment k
-        best[:] = range_m
-        rx, rz = np.cos(heading + angles), np.sin(heading + angles)
-        hx, hz = math.cos(heading), math.sin(heading)
-        range2 = range_m * range_m
-        for r in range(first, stop):
-            for side in range(2):
-                k = 4 * side
-                ax, az = walls[r, k] - x, walls[r, k + 1] - z
-                ex, ez = walls[r, k + 2], walls[r, k + 3]
-                # Skip pieces no beam can reach: wholly behind the car (the beams look over
-                # the front half-plane) or wholly beyond the range (pieces are short).
-                if ax * hx + az * hz < 0.0 and (ax + ex) * hx + (az + ez) * hz < 0.0:
-                    continue
-                # (the piece's nearest point is within half its length of an end)
-                near2 = min(ax * ax + az * az, (ax + ex) ** 2 + (az + ez) ** 2)
-                if near2 > range2 + 0.25 * (ex * ex + ez * ez):
-                    continue
-                # Ray o + t r meets piece a + v e at t = (a x e) / (r x e), v = (a x r) / (r x e):
-                # compare numerators against the denominator (sign folded in). The numerator
-                # of t does not depend on the beam. Branch-free (selects, a division in every
-                # lane, kept only on a nearer hit; division by zero gives inf, never an error):
-                # the compiler runs several beams at once, with the same numbers as branches.
-                t_num = ax * ez - az * ex
-                for b in range(beams):
-                    denom = rx[b] * ez - rz[b] * ex
-                    vn = ax * rz[b] - az * rx[b]
-                    neg = denom < 0.0
-                    d = -denom if neg else denom
-                    tn = -t_num if neg else t_num
-                    v = -vn if neg else vn
-                    hit = (tn > 0.0) & (v >= 0.0) & (v <= d) & (tn < best[b] * d)
-                    q = tn / d
-                    best[b] = q if hit else best[b]
-        out[i, :] = best
+    half_bins = 0.5 * BEAM_BINS
+    x, z, heading, seg = st[X], st[Z], st[HEADING], int(st[SEG])
+    if math.cos(heading) * tk[seg, T_TX] + math.sin(heading) * tk[seg, T_TZ] >= 0.0:
+        lo, hi = seg - behind, seg + ahead
+    else:
+        lo, hi = seg - ahead, seg + behind
+    first, stop = max(lo + 1, 0), min(hi + 2, rows)  # wall row k + 1 is beside segment k
+    best[:] = range_m
+    rx, rz = np.cos(heading + angles), np.sin(heading + angles)
+    hx, hz = math.cos(heading), math.sin(heading)
+    range2 = range_m * range_m
+    for r in range(first, stop):
+        for side in range(2):
+            k = 4 * side
+            ax, az = walls[r, k] - x, walls[r, k + 1] - z
+            ex, ez = walls[r, k + 2], walls[r, k + 3]
+            # Skip pieces no beam can reach: wholly behind the car (the beams look over
+            # the front half-plane) or wholly beyond the range (pieces are short).
+            fa, fb = ax * hx + az * hz, (ax + ex) * hx + (az + ez) * hz
+            if fa < 0.0 and fb < 0.0:
+                continue
+            # (the piece's nearest point is within half its length of an end)
+            near2 = min(ax * ax + az * az, (ax + ex) ** 2 + (az + ez) ** 2)
+            if near2 > range2 + 0.25 * (ex * ex + ez * ez):
+                continue
+            b0, b1 = 0, beams
+            if fa > 0.0 and fb > 0.0:
+                la = hx * az - hz * ax
+                lb = hx * (az + ez) - hz * (ax + ex)
+                pa, pb = _pseudo_angle(fa, la), _pseudo_angle(fb, lb)
+                p_lo, p_hi = min(pa, pb) - PSEUDO_EPS, max(pa, pb) + PSEUDO_EPS
+                b0 = lookup[0, _bin_of(p_lo, half_bins)]
+                b1 = lookup[1, _bin_of(p_hi, half_bins)]
+            # Ray o + t r meets piece a + v e at t = (a x e) / (r x e), v = (a x r) / (r x e):
+            # compare numerators against the denominator (sign folded in); divide only on
+            # a nearer hit. The numerator of t does not depend on the beam.
+            t_num = ax * ez - az * ex
+            for b in range(b0, b1):
+                denom = rx[b] * ez - rz[b] * ex
+                vn = ax * rz[b] - az * rx[b]
+                if denom < 0.0:
+                    d, tn, v = -denom, -t_num, -vn
+                else:
+                    d, tn, v = denom, t_num, vn
+                if tn > 0.0 and v >= 0.0 and v <= d and tn < best[b] * d:
+                    best[b] = tn / d

@@ -43,7 +43,15 @@ class Lidar:
         """Segments searched in the direction the car faces."""
         self.behind = math.ceil(WINDOW_BEHIND * range_m / track.spacing_m)
         """Segments searched the other way."""
+        self.lookup = kernels.beam_lookup(self.angles)
+        """The beams each wall piece can stop, by pseudo-angle (:func:`kernels.beam_lookup`)."""
+        self._tables = kernels.track_tables(track)
         self._row = np.zeros((1, kernels.NSTATE))
+        self.kernel_args = (
+            self.angles, self.lookup, self.range_m, self.ahead, self.behind, self._tables[1],
+        )  # fmt: skip
+        """The LIDAR's arguments to :func:`kernels.step_car_scan`, in its order (beams, their
+        lookup, range, window, wall pieces)."""
 
     def measure(self, x: float, z: float, heading: float, seg: int) -> np.ndarray:
         """Distances (m) from ``(x, z)`` along each beam for a car facing ``heading`` on
@@ -51,9 +59,10 @@ class Lidar:
         row = self._row
         row[0, kernels.X], row[0, kernels.Z] = x, z
         row[0, kernels.HEADING], row[0, kernels.SEG] = heading, seg
-        table, walls = kernels.track_tables(self.track)
+        table, walls = self._tables
         out = np.empty((1, len(self.angles)))
         kernels.lidar_cars(
-            row, self.angles, self.range_m, self.ahead, self.behind, table, walls, out
-        )
+            row, self.angles, self.lookup, self.range_m, self.ahead, self.behind, table, walls,
+            out,
+        )  # fmt: skip
         return out[0]

@@ -145,8 +145,8 @@ class Controls:
         if self._queue:
             self._queue.append(action)
             action = self._queue.pop(0)
-        gas, brake = max(float(action[0]), 0.0), max(float(action[1]), 0.0)
-        steer = float(action[2])
+        gas, brake, steer = action.tolist()  # Python floats of the float32 values
+        gas, brake = max(gas, 0.0), max(brake, 0.0)
         if self.draw.steer_gain != 1.0:
             steer = min(max(steer * self.draw.steer_gain, -1.0), 1.0)
         if self._alpha < 1.0:

@@ -117,7 +117,8 @@ class SimBatch:
         self.sampler = TrackSampler(self.n_train, cfg.track_sampling)
         self._kits: dict[int, _TrackKit] = {}
         self._dt_s = cfg.time_step_ms / 1000.0
-        self.angles = Lidar(self.kit(0).track, cfg.lidar_beams, cfg.lidar_range_m).angles
+        lidar = Lidar(self.kit(0).track, cfg.lidar_beams, cfg.lidar_range_m)
+        self.angles, self._lookup = lidar.angles, lidar.lookup
         beams = cfg.lidar_beams
         self.states = np.zeros((n, kernels.NSTATE))
         """One row per car, columns :data:`kernels.STATE_FIELDS`."""
@@ -275,24 +276,22 @@ class SimBatch:
                 j = self._jitter[i]
                 durations[i] = self._dt_s * float(self.rngs[i].uniform(1.0 - j, 1.0 + j))
         s_before = self.states[:, kernels.S].copy()
-        for kit, cars in self._groups():
-            if cars is None:
-                kernels.step_cars_each(
-                    self.states, controls, durations, self.params, kit.table, self.contact
-                )
-            else:
-                sub, hit = self.states[cars], self.contact[cars]
-                kernels.step_cars_each(
-                    sub, controls[cars], durations[cars], self.params[cars], kit.table, hit
-                )
-                self.states[cars], self.contact[cars] = sub, hit
+        if self._one_track and not self._flags["noisy"]:  # physics and LIDAR in one call
+            kit = self.kit(int(self.track_index[0]))
+            kernels.step_cars_scan_each(
+                self.states, controls, durations, self.params, kit.table, self.contact,
+                self.angles, self._lookup, float(cfg.lidar_range_m), kit.ahead, kit.behind,
+                kit.walls, self._lidar,
+            )  # fmt: skip
+        else:
+            self._step_cars(controls, durations)
+            self._lidar[:, :-1] = self._lidar[:, 1:]
+            self._lidar[:, -1] = self._scan()
         race_before = self.race_s.copy()
         self.steps += 1
         self.race_s += durations
         self._actions[:, :-1] = self._actions[:, 1:]
         self._actions[:, -1] = act
-        self._lidar[:, :-1] = self._lidar[:, 1:]
-        self._lidar[:, -1] = self._scan()
         self._measure_speed()
         s = self.states[:, kernels.S]
         length = self.length
@@ -312,6 +311,20 @@ class SimBatch:
         if cfg.end_on_wall:
             truncated |= ~finished & self.contact
         return self._obs(), finished, truncated, lap
+
+    def _step_cars(self, controls: np.ndarray, durations: np.ndarray) -> None:
+        """The physics of every car, one kernel call per track in use."""
+        for kit, cars in self._groups():
+            if cars is None:
+                kernels.step_cars_each(
+                    self.states, controls, durations, self.params, kit.table, self.contact
+                )
+            else:
+                sub, hit = self.states[cars], self.contact[cars]
+                kernels.step_cars_each(
+                    sub, controls[cars], durations[cars], self.params[cars], kit.table, hit
+                )
+                self.states[cars], self.contact[cars] = sub, hit
 
     def _controls(self, act: np.ndarray) -> np.ndarray:
         """``randomize.Controls.apply`` for every car: latency, steering gain and lag."""
@@ -402,8 +415,9 @@ class SimBatch:
             rows = self.states if whole else self.states[cars[sel]]
             part = out if isinstance(sel, slice) else np.empty((len(rows), len(self.angles)))
             kernels.lidar_cars(
-                rows, self.angles, range_m, kit.ahead, kit.behind, kit.table, kit.walls, part
-            )
+                rows, self.angles, self._lookup, range_m, kit.ahead, kit.behind, kit.table,
+                kit.walls, part,
+            )  # fmt: skip
             if not isinstance(sel, slice):
                 out[sel] = part
         scans = out / range_m
