@@ -8,12 +8,14 @@ fractions of those.
 
 - **ours**: 1, 4, 16, 32 synthetic workers stream chunks of 100 transitions under the
   server's chunk credit (``flow_control``, what our workers do; ``--no-flow-control``: as fast
-  as they can, the server dropping what the trainer cannot take): LIDAR (obs = LIDAR 19 +
+  as they can, the server dropping what the trainer cannot take) to a trainer taking up to
+  ``--batch-chunks`` (16, as ours) chunks per ``chunks`` message: LIDAR (obs = LIDAR 19 +
   speed 1 + 2 previous actions of 3, float32), image (4x64x64 uint8 frame history + speed,
   ``obs/*`` and ``next_obs/*`` both: every frame 8 times) and image_compact (the workers'
   default: each frame once, histories as indices). A trainer process grants credit and
   renews it per chunk. Figures: the median over 0.25 s windows of samples/s received by the
-  trainer, and the server process's CPU time per delivered sample.
+  trainer, and the server process's CPU time (every thread, libzmq's included) in seconds per
+  1000 forwarded chunks (messages from the workers), beside the relay's of the ceiling run.
 - **ceiling**: the same processes and the same encoded bytes through raw ZeroMQ, no protocol:
   workers PUSH, a relay process PULLs and PUSHes the frames on untouched, the trainer PULLs
   and counts. Ours is reported as a fraction of it; tmrl's against the same ceiling run with
@@ -124,11 +126,16 @@ def model_arrays(n_params: int) -> dict[str, np.ndarray]:
     return {name: rng.random(shape, dtype=np.float32) for name, shape in shapes.items()}
 
 
-def join(address: str, role: str, name: str, hwm: int = 100, flow: bool = False) -> Any:
+def join(
+    address: str, role: str, name: str, hwm: int = 100, flow: bool = False, batch: int = 1
+) -> Any:
     from tmrl2.net.codec import PROTOCOL_VERSION, Message
     from tmrl2.net.transport import ClientSocket
 
-    hello = Message("hello", {"role": role, "name": name, "protocol": PROTOCOL_VERSION})
+    meta: dict[str, Any] = {"role": role, "name": name, "protocol": PROTOCOL_VERSION}
+    if batch > 1:  # a trainer taking up to `batch` chunks per message, as ours does
+        meta["batch_chunks"] = batch
+    hello = Message("hello", meta)
     client = ClientSocket(address, f"{role}-{name}", 200, sndhwm=hwm, rcvhwm=hwm, flow_control=flow)
     client.send(hello)
     reply = client.recv(timeout_ms=10_000)
@@ -289,12 +296,12 @@ def trainer_process(commands: Any, results: Any) -> None:
     from tmrl2.net.codec import Message
 
     ready(results)
-    for address, obs, start, end, stop_at in iter(commands.get, None):
+    for address, obs, start, end, stop_at, batch in iter(commands.get, None):
         if obs.startswith("raw:"):  # samples per message after the colon
             samples = int(obs.split(":")[1])
             results.put(("trainer", raw_pull(address, start, end, stop_at, samples)))
             continue
-        client = join(address, "trainer", "bench", 200)
+        client = join(address, "trainer", "bench", 200, batch=batch)
         client.send(Message("credit", {"n": CREDIT[obs]}))
         samples, marks, next_mark = 0, [], start
         while time.time() < stop_at:
@@ -312,7 +319,7 @@ def trainer_process(commands: Any, results: Any) -> None:
                 marks.append((now, samples))
                 while next_mark <= now:
                     next_mark += WINDOW_S
-        client.send(Message("bye"))
+        client.try_send(Message("bye"))  # the server may be gone already: never wait on it
         client.close()
         results.put(("trainer", marks))
 
@@ -396,25 +403,30 @@ def median_rate(marks: list[tuple[float, int]]) -> float:
 
 
 def server_cpu(marks: list[tuple[float, float, int]]) -> dict[str, float]:
-    """The server's CPU per forwarded sample and share of a core over the window (NaN when it
-    did not reach both ends of the window)."""
+    """The server process's CPU (``time.process_time``: every thread, libzmq's I/O thread
+    included) per forwarded sample, in seconds per 1000 forwarded chunks (messages of
+    :data:`CHUNK_STEPS` samples), and its share of a core over the window (NaN when it did not
+    reach both ends of the window)."""
     if len(marks) < 2:
-        return {"cpu_us_per_sample": math.nan, "server_cpu_frac": math.nan}
+        nan = math.nan
+        return {"cpu_us_per_sample": nan, "cpu_s_per_1000_msgs": nan, "server_cpu_frac": nan}
     (t0, cpu0, fwd0), (t1, cpu1, fwd1) = marks
+    per_sample = (cpu1 - cpu0) / max(fwd1 - fwd0, 1)
     return {
-        "cpu_us_per_sample": 1e6 * (cpu1 - cpu0) / max(fwd1 - fwd0, 1),
+        "cpu_us_per_sample": 1e6 * per_sample,
+        "cpu_s_per_1000_msgs": 1000 * CHUNK_STEPS * per_sample,
         "server_cpu_frac": (cpu1 - cpu0) / (t1 - t0),
     }
 
 
 def measure_ours(
-    pool: Pool, obs: str, workers: int, seconds: float, flow: bool = True
+    pool: Pool, obs: str, workers: int, seconds: float, flow: bool = True, batch: int = 1
 ) -> dict[str, float]:
     now = time.time()
     start = now + 0.6 + 0.03 * workers  # connections up, queues primed
     end, stop_at = start + seconds, start + seconds + 0.3
     address = pool.start_server(obs, start, end, stop_at)
-    pool.trainer_commands.put((address, obs, start, end, stop_at))
+    pool.trainer_commands.put((address, obs, start, end, stop_at, batch))
     for queue in pool.worker_commands[:workers]:
         queue.put(("chunks", address, obs, end, flow))
     pool.expect("worker", workers)
@@ -438,7 +450,7 @@ def measure_ceiling(
     end, stop_at = start + seconds, start + seconds + 0.3
     pool.server_commands.put((hwm_of(payload), 0, samples, start, end, stop_at))
     ((in_port, out_port),) = pool.expect("port")
-    trainer = (f"tcp://127.0.0.1:{out_port}", f"raw:{samples}", start, end, stop_at)
+    trainer = (f"tcp://127.0.0.1:{out_port}", f"raw:{samples}", start, end, stop_at, 1)
     pool.trainer_commands.put(trainer)
     for queue in pool.worker_commands[:workers]:
         queue.put(("raw", f"tcp://127.0.0.1:{in_port}", payload, end))
@@ -597,18 +609,22 @@ def throughput(args: argparse.Namespace, pool: Pool, tmrl: str | None) -> list[d
 
 
 def ours_row(args: argparse.Namespace, pool: Pool, obs: str, workers: int) -> dict[str, Any]:
-    r = measure_ours(pool, obs, workers, args.seconds, not args.no_flow_control)
+    r = measure_ours(pool, obs, workers, args.seconds, not args.no_flow_control, args.batch_chunks)
     row = {"side": "ours", "obs": obs, "workers": workers, "rate": r["samples_per_s"]}
+    row["server_cpu_s_per_1000_msgs"] = r["cpu_s_per_1000_msgs"]
     line = (
         f"ours {obs:>13} workers={workers:>2}: {figure(r['samples_per_s'])}, "
-        f"server CPU {r['cpu_us_per_sample']:.2f} us/sample "
-        f"({100 * r['server_cpu_frac']:.0f}% of a core), {r['dropped']:.0f} dropped"
+        f"server CPU {r['cpu_s_per_1000_msgs']:.3f} s/1000 msgs "
+        f"({r['cpu_us_per_sample']:.2f} us/sample, {100 * r['server_cpu_frac']:.0f}% of a "
+        f"core), {r['dropped']:.0f} dropped"
     )
     if not args.no_ceiling:
         c = measure_ceiling(pool, obs, workers, args.seconds)
         row["ceiling"] = c["samples_per_s"]
+        row["relay_cpu_s_per_1000_msgs"] = c["cpu_s_per_1000_msgs"]
         line += (
-            f" | raw zmq ceiling {figure(c['samples_per_s'])}: ours "
+            f" | raw zmq ceiling {figure(c['samples_per_s'])} (relay CPU "
+            f"{c['cpu_s_per_1000_msgs']:.3f} s/1000 msgs): ours "
             f"{fraction(r['samples_per_s'], c['samples_per_s'])}"
         )
     print(line, flush=True)
@@ -679,6 +695,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-ceiling", action="store_true", help="skip the raw ZeroMQ ceiling runs"
+    )
+    parser.add_argument(
+        "--batch-chunks",
+        type=int,
+        default=16,
+        help="our trainer's hello batch_chunks, as the real trainer's (1: one chunk a message)",
     )
     parser.add_argument(
         "--params",

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from tmrl2.net.codec import PROTOCOL_VERSION, Message, decode, encode
+from tmrl2.net.codec import PROTOCOL_VERSION, Message, decode, decode_many, encode
 from tmrl2.net.kinds import KINDS
 
 
@@ -81,6 +81,8 @@ EXAMPLES: dict[str, Message] = {
     ),
     "rejoin": Message("rejoin", {"reason": "server restarted"}),
     "chunk": _chunk(),
+    # a batch of two whole chunk messages (the header, then each chunk's frames)
+    "chunks": Message("chunks", {"frames": [1 + len(_chunk().arrays)] * 2}),
     "credit": Message("credit", {"n": 5}),
     "weights": Message(
         "weights",
@@ -109,8 +111,14 @@ def test_examples_cover_every_kind() -> None:
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_every_kind_round_trips(kind: str, compress: str | None) -> None:
     msg = EXAMPLES[kind]
-    got = decode([bytes(frame) for frame in encode(msg, compress)])
-    assert got.kind == kind
+    if kind == "chunks":  # a batch decodes to its chunks
+        part = [bytes(frame) for frame in encode(EXAMPLES["chunk"], compress)]
+        got_all = decode_many([bytes(encode(msg)[0]), *part, *part])
+        assert [m.kind for m in got_all] == ["chunk", "chunk"]
+        msg, got = EXAMPLES["chunk"], got_all[1]
+    else:
+        got = decode([bytes(frame) for frame in encode(msg, compress)])
+    assert got.kind == msg.kind
     assert got.meta == msg.meta
     assert list(got.arrays) == list(msg.arrays)
     for name, array in msg.arrays.items():

@@ -27,6 +27,13 @@ bytes (decompressed), names are unique strings, the whole message and its decomp
 arrays are at most ``max_bytes`` each, meta nests at most
 :data:`~tmrl2.net.kinds.MAX_META_DEPTH` levels, and meta and arrays follow the rules of their
 kind (:mod:`tmrl2.net.kinds`). Anything else raises :class:`DecodeError` saying what was wrong.
+A header's ``arrays`` list is validated once per distinct list (:func:`_layout`, keyed by its
+exact ``repr``): a run's chunks share a few layouts, and their later messages only have their
+frame sizes checked against it (issue 18: the server's time per chunk).
+
+A ``chunks`` batch is the one message whose frames are not its arrays: its header frame is
+followed by whole ``chunk`` messages, frames unchanged. :func:`decode` refuses it;
+:func:`decode_many` returns its chunks, each validated as a message of its own.
 
 Kinds (meta keys are required; extra meta keys are allowed and ignored):
 
@@ -44,6 +51,8 @@ Kinds (meta keys are required; extra meta keys are allowed and ignored):
     ``"weights_version": int`` (the latest the server saw), ``"session": str`` (the server's
     own random id: a new one means the server restarted) and, to a worker,
     ``"chunk_credit": int`` (chunks it may send before the server returns credit); no arrays.
+    A trainer's hello may also set ``"server_stats": true`` (see ``stats``) and
+    ``"batch_chunks": int`` in ``[1, MAX_BATCH_CHUNKS]`` (see ``chunks``).
 ``refused`` (server -> client)
     meta ``{"reason": str}``, optionally ``"code": str`` (one of
     :data:`~tmrl2.net.kinds.REFUSAL_CODES`: ``protocol``, ``config``, ``token``, ``auth``,
@@ -62,6 +71,14 @@ Kinds (meta keys are required; extra meta keys are allowed and ignored):
     numbers finite, a lap time positive), optionally ``"session": str``, ``"seq": int >= 1``
     and ``"sent": int >= n`` (the worker session's cumulative transitions, for loss
     accounting).
+``chunks`` (server -> trainer, when its hello set ``batch_chunks`` > 1)
+    Several chunks in one multipart message: meta ``{"frames": [int, ...]}`` (2 to
+    :data:`~tmrl2.net.kinds.MAX_BATCH_CHUNKS` entries, each >= 2: the number of frames of one
+    chunk message, header included), no arrays, no ``"z"``; the header frame is followed by
+    each chunk's frames as its worker sent them, in order (no copy, no re-encoding). The
+    server never puts more than ``batch_chunks`` chunks, the trainer's credit or
+    ``max_message_bytes`` in one; ``max_bytes`` applies to each chunk. A
+    :class:`~tmrl2.net.transport.ClientSocket` returns its chunks one by one.
 ``credit`` (trainer -> server, server -> worker)
     meta ``{"n": int > 0}``: the receiver may send ``n`` more chunks; no arrays.
 ``weights`` (trainer -> server -> workers)
@@ -86,6 +103,7 @@ Kinds (meta keys are required; extra meta keys are allowed and ignored):
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union, cast
@@ -95,7 +113,7 @@ import msgpack
 import numpy as np
 
 from tmrl2.net.errors import DecodeError, ProtocolError
-from tmrl2.net.kinds import KINDS, check_message, check_meta_values
+from tmrl2.net.kinds import KINDS, MAX_BATCH_CHUNKS, check_message, check_meta_values
 
 if TYPE_CHECKING:
     import zmq
@@ -110,6 +128,7 @@ __all__ = [
     "Buffer",
     "Message",
     "decode",
+    "decode_many",
     "encode",
 ]
 
@@ -260,53 +279,133 @@ def _keys(keys: Any) -> list[str]:
     return sorted(key if isinstance(key, str) else repr(key) for key in keys)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 4, 16, 300, 300
+
+
+def _short(value: Any) -> str:
+    """``repr`` for an error message, cut short: a hostile header may nest lists a thousand
+    levels deep, where ``repr`` itself raises ``RecursionError``."""
+    return _REPR.repr(value)
+
+
 def _array_spec(spec: Any, index: int) -> tuple[str, np.dtype[Any], tuple[int, ...]]:
     # exact type checks: msgpack yields exactly these types, and bool is not an int here
     if type(spec) is not list or len(spec) != 3:
-        raise DecodeError(f"array spec {index} must be [name, dtype, shape], got {spec!r}")
+        raise DecodeError(f"array spec {index} must be [name, dtype, shape], got {_short(spec)}")
     name, dtype_str, shape = spec
     if type(name) is not str or not 0 < len(name) <= MAX_ARRAY_NAME_CHARS:
-        raise DecodeError(f"array {index} name must be a non-empty short str, got {name!r}")
+        raise DecodeError(f"array {index} name must be a non-empty short str, got {_short(name)}")
     dtype = DTYPES.get(dtype_str) if type(dtype_str) is str else None
     if dtype is None:
-        raise DecodeError(f"array {name!r} dtype {dtype_str!r} not allowed: {sorted(DTYPES)}")
+        raise DecodeError(f"array {name!r} dtype {_short(dtype_str)} not allowed: {sorted(DTYPES)}")
     if type(shape) is not list or len(shape) > MAX_DIMS:
-        raise DecodeError(f"array {name!r} shape must be a list of <= {MAX_DIMS} ints: {shape!r}")
+        raise DecodeError(
+            f"array {name!r} shape must be a list of <= {MAX_DIMS} ints: {_short(shape)}"
+        )
     for dim in shape:
         if type(dim) is not int or not 0 <= dim < MAX_DIM_SIZE:
             raise DecodeError(f"array {name!r} shape {shape!r} has a bad dimension {dim!r}")
     return name, dtype, tuple(shape)
 
 
-def _byte_view(frame: Buffer) -> memoryview:
-    view = memoryview(cast(Any, frame))
-    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
-
-
 def decode(frames: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     """The message held by ``frames``, validated; its arrays are views of the frames.
 
-    Raises :class:`DecodeError` for any malformed message and :class:`ProtocolError` when
-    the peer speaks another protocol version.
+    Raises :class:`DecodeError` for any malformed message (a ``chunks`` batch included: read
+    those with :func:`decode_many`) and :class:`ProtocolError` when the peer speaks another
+    protocol version.
     """
+    views = _byte_views(frames)
+    _check_total(views, max_bytes)
+    header = _unpack_header(views[0])
+    if header["kind"] == "chunks":
+        raise DecodeError("a 'chunks' batch is not a single message")
+    return _message(header, views, max_bytes)
+
+
+def decode_many(frames: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_BYTES) -> list[Message]:
+    """The messages held by ``frames``: the chunks of a ``chunks`` batch, in order, each
+    validated as :func:`decode` validates a message of its own (``max_bytes`` applies to each),
+    or the one message of any other kind. Raises like :func:`decode`; one bad chunk fails the
+    whole batch (a server that checked them never sends one)."""
+    views = _byte_views(frames)
+    _check_total(views, max_bytes * MAX_BATCH_CHUNKS)
+    header = _unpack_header(views[0])
+    if header["kind"] != "chunks":
+        _check_total(views, max_bytes)
+        return [_message(header, views, max_bytes)]
+    if header["arrays"] or "z" in header:
+        raise DecodeError("a 'chunks' batch header lists no arrays and no compression")
+    check_message("chunks", header["meta"], {})
+    counts: list[int] = header["meta"]["frames"]
+    if sum(counts) != len(views) - 1:
+        raise DecodeError(f"chunks announces {sum(counts)} frames but {len(views) - 1} follow")
+    messages, first = [], 1
+    for count in counts:
+        part = views[first : first + count]
+        first += count
+        _check_total(part, max_bytes)
+        part_header = _unpack_header(part[0])
+        if part_header["kind"] != "chunk":
+            raise DecodeError(f"a 'chunks' batch holds a {part_header['kind']!r} message")
+        messages.append(_message(part_header, part, max_bytes))
+    return messages
+
+
+def _byte_views(frames: Sequence[Buffer]) -> list[memoryview]:
     if len(frames) == 0:
         raise DecodeError("empty message: no header frame")
     try:
-        views = [_byte_view(frame) for frame in frames]
+        # flat byte views; cast raises TypeError for a buffer that is not C-contiguous
+        return [memoryview(cast(Any, frame)).cast("B") for frame in frames]
     except TypeError as exc:
         raise DecodeError(f"a frame is not a contiguous byte buffer: {exc}") from exc
-    total = sum(view.nbytes for view in views)
+
+
+def _check_total(views: list[memoryview], max_bytes: int) -> None:
+    total = sum(map(len, views))
     if total > max_bytes:
         raise DecodeError(
             f"message of {total} bytes exceeds the limit of {max_bytes} bytes "
             "(raise max_message_bytes if such messages are expected)"
         )
-    header = _unpack_header(views[0])
+
+
+def _message(header: dict[str, Any], views: list[memoryview], max_bytes: int) -> Message:
+    """The message of a checked ``header`` and its frames' ``views`` (header frame first)."""
     specs = header["arrays"]
     if len(specs) > MAX_ARRAYS or len(specs) != len(views) - 1:
         raise DecodeError(f"header lists {len(specs)} arrays but {len(views) - 1} frames follow")
-    parsed = [_array_spec(spec, index) for index, spec in enumerate(specs)]
     compressed = "z" in header
+    layout = None if compressed else _layout(specs)
+    if layout is not None:  # the usual case: raw frames of a layout seen before, unique names
+        arrays = _layout_arrays(layout, views[1:])
+    else:
+        arrays = _parsed_arrays(specs, views[1:], compressed, max_bytes)
+    kind, meta = header["kind"], header["meta"]
+    check_message(kind, meta, arrays)
+    return Message(kind, meta, arrays)
+
+
+def _layout_arrays(layout: Layout, views: list[memoryview]) -> dict[str, np.ndarray]:
+    """Arrays over raw frames whose header's layout :func:`_layout` validated."""
+    arrays: dict[str, np.ndarray] = {}
+    for (name, dtype, shape, expected), view in zip(layout, views, strict=True):
+        if len(view) != expected:
+            raise DecodeError(
+                f"array {name!r} frame holds {len(view)} bytes, "
+                f"shape {list(shape)} of {dtype.str} needs {expected}"
+            )
+        arrays[name] = np.ndarray(shape, dtype, view)  # a view of the frame, no copy
+    return arrays
+
+
+def _parsed_arrays(
+    specs: list[Any], views: list[memoryview], compressed: bool, max_bytes: int
+) -> dict[str, np.ndarray]:
+    """Arrays of any header (compressed, repeated names): every entry checked here."""
+    parsed = [_array_spec(spec, index) for index, spec in enumerate(specs)]
     if compressed:
         announced = sum(math.prod(shape) * dtype.itemsize for _, dtype, shape in parsed)
         if announced > max_bytes:  # checked before decompressing anything
@@ -315,7 +414,7 @@ def decode(frames: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_BYTES) -> Mess
                 f"{max_bytes} bytes"
             )
     arrays: dict[str, np.ndarray] = {}
-    for (name, dtype, shape), view in zip(parsed, views[1:], strict=True):
+    for (name, dtype, shape), view in zip(parsed, views, strict=True):
         if name in arrays:
             raise DecodeError(f"array name {name!r} appears twice")
         expected = math.prod(shape) * dtype.itemsize
@@ -326,9 +425,46 @@ def decode(frames: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_BYTES) -> Mess
                 f"shape {list(shape)} of {dtype.str} needs {expected}"
             )
         arrays[name] = np.ndarray(shape, dtype, data)  # a view of the frame, no copy
-    kind, meta = header["kind"], header["meta"]
-    check_message(kind, meta, arrays)
-    return Message(kind, meta, arrays)
+    return arrays
+
+
+Layout = tuple[tuple[str, np.dtype[Any], tuple[int, ...], int], ...]
+"""A validated ``arrays`` list of a header: (name, dtype, shape, bytes) per array."""
+
+MAX_LAYOUTS = 256
+"""Most array layouts :func:`_layout` remembers (a run has a handful: one per chunk shape)."""
+MAX_LAYOUT_CHARS = 8192
+"""Longest layout key :func:`_layout` remembers (a chunk's is about 500 characters; a large
+state_dict's goes the uncached way), so the cache stays under a few megabytes."""
+
+_LAYOUTS: dict[str, Layout | None] = {}
+
+
+def _layout(specs: list[Any]) -> Layout | None:
+    """The validated layout of a header's ``arrays`` list, from a cache keyed by its ``repr``
+    (exact: it tells ``1`` from ``True`` and ``1.0``, ``'a'`` from ``b'a'``), so that the
+    chunks of a run, which all share a few layouts, skip :func:`_array_spec` per array. None
+    for a list with repeated names or nested too deep for ``repr`` (:func:`decode`'s general
+    path reports them). Raises
+    :class:`DecodeError` like :func:`_array_spec` for a bad entry (nothing is cached then)."""
+    try:
+        key = repr(specs)
+    except RecursionError:  # absurdly nested lists: the uncached way refuses them
+        return None
+    if key in _LAYOUTS:
+        return _LAYOUTS[key]
+    parsed = [_array_spec(spec, index) for index, spec in enumerate(specs)]
+    unique = len({name for name, _, _ in parsed}) == len(parsed)
+    layout: Layout | None = None
+    if unique:
+        layout = tuple(
+            (name, dt, shape, math.prod(shape) * dt.itemsize) for name, dt, shape in parsed
+        )
+    if len(key) <= MAX_LAYOUT_CHARS:
+        if len(_LAYOUTS) >= MAX_LAYOUTS:  # a peer inventing layouts must not grow it
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = layout
+    return layout
 
 
 def _decompress(name: str, frame: memoryview, expected: int) -> memoryview:

@@ -26,6 +26,7 @@ KINDS: frozenset[str] = frozenset(
         "refused",
         "rejoin",
         "chunk",
+        "chunks",
         "credit",
         "weights",
         "state",
@@ -44,6 +45,9 @@ MAX_NAME_CHARS = 128
 
 MAX_CREDIT = 1_000_000
 """Largest credit a single ``credit`` message may grant."""
+
+MAX_BATCH_CHUNKS = 64
+"""Most chunks one ``chunks`` batch may carry (a trainer's hello asks for at most this)."""
 
 MAX_META_DEPTH = 16
 """Deepest nesting of lists and maps in meta (a config map needs a handful of levels)."""
@@ -134,6 +138,10 @@ def _check_hello(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> N
         if role != "trainer":
             raise DecodeError("hello server_stats is for the trainer only")
         _field(meta, "hello", "server_stats", (bool,))
+    if meta.get("batch_chunks") is not None:
+        if role != "trainer":
+            raise DecodeError("hello batch_chunks is for the trainer only")
+        _int(meta, "hello", "batch_chunks", 1, MAX_BATCH_CHUNKS)
     if meta.get("spec") is not None:
         if role != "trainer":
             raise DecodeError("hello spec is for the trainer only")
@@ -235,6 +243,17 @@ def _check_chunk(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> N
         raise DecodeError("chunk carries no arrays")
 
 
+def _check_chunks(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """A batch of whole ``chunk`` messages: ``frames`` says how many frames each one has (its
+    header and its arrays); they follow the batch's header frame, in order, unchanged."""
+    counts = _field(meta, "chunks", "frames", (list,))
+    if not 2 <= len(counts) <= MAX_BATCH_CHUNKS:
+        raise DecodeError(f"chunks carries 2 to {MAX_BATCH_CHUNKS} chunks, got {len(counts)}")
+    if not all(type(count) is int and count >= 2 for count in counts):
+        raise DecodeError(f"chunks frames must be ints >= 2 (a header and arrays): {counts!r}")
+    _no_arrays("chunks", arrays)
+
+
 def _check_stats(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     """Counters both ways (the trainer's, optional; the server's queue depth and drops to a
     trainer whose hello set ``server_stats``): a flat map of numbers."""
@@ -270,6 +289,7 @@ _CHECKS: dict[str, Callable[[Mapping[str, Any], Mapping[str, np.ndarray]], None]
     "refused": _check_refused,
     "rejoin": _check_rejoin,
     "chunk": _check_chunk,
+    "chunks": _check_chunks,
     "credit": _check_credit,
     "weights": _check_weights,
     "state": _check_state,

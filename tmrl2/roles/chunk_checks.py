@@ -29,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from tmrl2.memory.compact import FRAMES, PREFIXES, check_compact
+from tmrl2.memory.compact import (
+    FRAMES,
+    NEXT_INDEX,
+    OBS_INDEX,
+    PREFIXES,
+    check_compact,
+    compact_keys,
+)
 
 Spec = dict[str, tuple[tuple[int, ...], np.dtype[Any]]]
 """Per-row shape and dtype of every array of a chunk, by name (``frames/<key>``: per frame)."""
@@ -58,17 +65,64 @@ def spec_meta(spec: Spec) -> dict[str, list[Any]]:
     return {name: [dtype.str, list(shape)] for name, (shape, dtype) in spec.items()}
 
 
+MAX_LAYOUTS = 256
+"""Most chunk layouts whose structure :func:`check_chunk_arrays` remembers as sound."""
+
+Floats = tuple[tuple[str, "np.ndarray | None"], ...]
+"""The float arrays of a layout, each with the zero vector of its size for :func:`_finite`."""
+
+_SOUND: dict[tuple[Any, ...], tuple[Spec | None, tuple[str, ...], Floats]] = {}
+"""Layouts (``n``, then name, dtype and shape per array) that passed every structural check
+-> (the spec they passed against, their compact keys, their float arrays). Only the values
+(compact indices, finite floats) are checked again for a chunk of such a layout."""
+
+
 def check_chunk_arrays(arrays: Mapping[str, Any], n: int, spec: Spec | None) -> str | None:
-    """Why ``arrays`` are not a chunk of ``n`` transitions (of ``spec``, when given), or None."""
-    why = _layout_problem(arrays, n) if spec is None else _spec_problem(arrays, n, spec)
-    if why is not None:
-        return why
-    floats = [(name, a) for name, a in arrays.items() if a.dtype.kind == "f"]
-    if floats:
+    """Why ``arrays`` are not a chunk of ``n`` transitions (of ``spec``, when given), or None.
+
+    The structure (names, dtypes, shapes, ``n``, the spec) is checked once per layout: a
+    run's chunks share a few, so later ones only have their values checked (compact indices
+    within their frames, floats finite), in the order and with the words of the full check."""
+    key = _layout_key(arrays, n)
+    sound = _SOUND.get(key) if key is not None else None
+    if sound is None or sound[0] is not spec:
+        why = _layout_problem(arrays, n) if spec is None else _spec_problem(arrays, n, spec)
+        if why is not None:
+            return why
+        keys = tuple(compact_keys(list(arrays)))
+        floats = tuple((name, _zeros(a)) for name, a in arrays.items() if a.dtype.kind == "f")
+        sound = (spec, keys, floats)
+        if key is not None:
+            if len(_SOUND) >= MAX_LAYOUTS:  # a peer inventing layouts must not grow it
+                _SOUND.clear()
+            _SOUND[key] = sound
+    else:
+        why = _indices_problem(arrays, sound[1])
+        if why is not None:
+            return why
+    if sound[2]:
         with np.errstate(invalid="ignore"):  # once per chunk: it costs as much as a check
-            for name, array in floats:
-                if not _finite(array):
+            for name, zeros in sound[2]:
+                if not _finite(arrays[name], zeros):
                     return f"{name} holds NaN or infinite values"
+    return None
+
+
+def _layout_key(arrays: Mapping[str, Any], n: int) -> tuple[Any, ...] | None:
+    """``(n, (name, dtype, shape), ...)``, or None when an array is not a numpy array."""
+    layout = [(name, a.dtype, a.shape) for name, a in arrays.items() if type(a) is np.ndarray]
+    return (n, *layout) if len(layout) == len(arrays) else None
+
+
+def _indices_problem(arrays: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    """What :func:`~tmrl2.memory.compact.check_compact` says of a well-shaped chunk whose
+    compact ``keys`` are known: an index outside its frames, or None."""
+    for key in keys:
+        frames = len(arrays[FRAMES + key])
+        for prefix in (OBS_INDEX, NEXT_INDEX):
+            index = arrays[prefix + key]
+            if index.size and (index.min() < 0 or index.max() >= frames):
+                return f"{prefix}{key} points outside its {frames} frames"
     return None
 
 
@@ -137,15 +191,21 @@ _ZEROS = {np.dtype(t): np.zeros(1 << 16, t) for t in ("<f4", "<f8")}
 otherwise (``inf * 0`` and ``nan * 0`` are NaN, finite products never overflow)."""
 
 
-def _finite(array: np.ndarray) -> bool:
-    """Whether every value of a float ``array`` is finite: one BLAS dot for arrays up to 64k
-    values (faster than ``np.isfinite(array).all()``, which allocates a mask). Call it under
-    ``np.errstate(invalid="ignore")``: a NaN product would warn."""
-    flat = array.reshape(-1)
+def _zeros(array: np.ndarray) -> np.ndarray | None:
+    """The zero vector :func:`_finite` dots ``array`` with (None: too large, or a dtype
+    without one)."""
     zeros = _ZEROS.get(array.dtype)
-    if zeros is None or flat.size > zeros.size:
-        return bool(np.isfinite(flat).all())
-    return math.isfinite(flat.dot(zeros[: flat.size]))
+    return None if zeros is None or array.size > zeros.size else zeros[: array.size]
+
+
+def _finite(array: np.ndarray, zeros: np.ndarray | None) -> bool:
+    """Whether every value of a float ``array`` is finite: one BLAS dot with ``zeros``
+    (:func:`_zeros` of an array of its size and dtype) for arrays up to 64k values (faster than
+    ``np.isfinite(array).all()``, which allocates a mask, used when ``zeros`` is None). Call it
+    under ``np.errstate(invalid="ignore")``: a NaN product would warn."""
+    if zeros is None:
+        return bool(np.isfinite(array).all())
+    return math.isfinite(array.reshape(-1).dot(zeros))
 
 
 MAX_CARS = 65536

@@ -4,6 +4,7 @@
 
     worker --hello--> server --welcome (+ trainer state, + latest weights if newer)--> worker
     worker --chunk--> server --chunk (same frames)--> trainer   while the trainer has credit
+                             |   (or --chunks--> up to its hello's batch_chunks per message)
                              \\-> bounded queue (oldest dropped, counted) otherwise
     trainer --credit n--> server: n more chunks may go to the trainer; the queue is flushed
     server --credit n--> worker: n of its chunks were forwarded (or dropped)
@@ -94,6 +95,9 @@ CREDIT_BATCH = 16
 message per worker per batch rather than one per chunk (fewer sends, fewer decodes at the
 worker), while a worker's few credits still come back long before it runs dry."""
 
+MAX_CACHED_CREDIT = 1024
+"""``credit`` messages granting up to this many chunks are encoded once and reused."""
+
 SERVER_NAME = "tmrl2-server"
 """Reported in ``welcome``."""
 
@@ -181,7 +185,10 @@ class Server:
             )
         self._rejoin_asked: dict[bytes, float] = {}
         self._gone_since: dict[bytes, float] = {}
-        self._credit_one = encode(Message("credit", {"n": 1}))
+        self._batch_headers: dict[tuple[int, ...], bytes | memoryview] = {}
+        """Encoded ``chunks`` header frames by the frame counts of their chunks."""
+        self._credit_frames: dict[int, list[bytes | memoryview]] = {}
+        """Encoded ``credit`` messages by ``n`` (a worker is owed 1 to ``worker_credit``)."""
         self._owed: dict[bytes, int] = {}
         self._peers: dict[bytes, Peer] = {}
         self._names: dict[str, bytes] = {}
@@ -287,8 +294,9 @@ class Server:
                 log.exception("error while handling a message from %s", self._label(identity))
 
     def _handle(self, identity: bytes, frames: list[Any]) -> None:
+        size = sum(map(len, frames))
         self.stats.messages += 1
-        self.stats.bytes_in += sum(len(frame) for frame in frames)
+        self.stats.bytes_in += size
         try:
             msg = decode(frames, self.config.max_message_bytes)
         except ProtocolError as exc:
@@ -315,7 +323,7 @@ class Server:
             return
         self._seen(identity, peer)
         if msg.kind == "chunk":
-            self._on_chunk(identity, peer, frames, msg)
+            self._on_chunk(identity, peer, frames, msg, size)
         elif msg.kind == "credit":
             self._credit += int(msg.meta["n"])
             self._flush()
@@ -358,7 +366,7 @@ class Server:
 
     # ------------------------------------------------------------------ chunks
     def _on_chunk(
-        self, identity: bytes, peer: Peer, frames: Sequence[Buffer], msg: Message
+        self, identity: bytes, peer: Peer, frames: Sequence[Buffer], msg: Message, size: int
     ) -> None:
         worker = peer.worker
         assert worker is not None
@@ -380,9 +388,9 @@ class Server:
         self.stats.samples_in += n
         worker.samples += n
         worker.chunks += 1
-        worker.bytes += sum(len(frame) for frame in frames)
+        worker.bytes += size
         worker.policy_version = int(msg.meta["policy_version"])
-        chunk = QueuedChunk(frames, msg, identity, peer, self._spec is not None)
+        chunk = QueuedChunk(frames, msg, identity, peer, self._spec is not None, n, size)
         reason = check_chunk_arrays(msg.arrays, n, self._spec)
         if reason is None:
             try:
@@ -393,7 +401,9 @@ class Server:
             self._reject(chunk, reason)
             return
         self._queue.append(chunk)
-        self._flush()
+        queued = len(self._queue)
+        if queued >= self._batch_chunks() or queued > self.config.max_queued_chunks:
+            self._flush()  # a partial batch waits for the end of the pass (serve_once)
         while len(self._queue) > self.config.max_queued_chunks:
             self._return_credit(self._queue.popleft())
             self.stats.chunks_dropped += 1
@@ -453,21 +463,59 @@ class Server:
         self._push_latest()
 
     # ------------------------------------------------------------------ sending
+    def _batch_chunks(self) -> int:
+        """Most chunks per message to the trainer (1 without a trainer)."""
+        trainer = self._peers.get(self._trainer) if self._trainer is not None else None
+        return trainer.batch_chunks if trainer is not None else 1
+
     def _flush(self) -> None:
-        """Send queued chunks to the trainer while it has credit."""
+        """Send queued chunks to the trainer while it has credit: one message per chunk, or
+        ``chunks`` batches of up to its hello's ``batch_chunks`` (the received frames as they
+        are, behind one small header frame)."""
+        most = self._batch_chunks()
         while self._queue and self._credit > 0 and self._trainer is not None:
-            chunk = self._queue[0]
-            result = self._socket.send_frames(self._trainer, chunk.frames)
+            batch = self._next_batch(min(most, self._credit))
+            frames = batch[0].frames if len(batch) == 1 else self._batch_frames(batch)
+            result = self._socket.send_frames(self._trainer, frames)
             if result is SendResult.GONE:
                 self._gone(self._trainer)
                 return
             if result is SendResult.BUSY:
                 return  # credit beyond what the trainer's queue holds: retry next round
-            self._queue.popleft()
-            self._credit -= 1
-            self.stats.chunks_forwarded += 1
-            self.stats.samples_forwarded += chunk.n
-            self._return_credit(chunk)
+            self._credit -= len(batch)
+            self.stats.messages_forwarded += 1
+            for chunk in batch:
+                self._queue.popleft()
+                self.stats.chunks_forwarded += 1
+                self.stats.samples_forwarded += chunk.n
+                self._return_credit(chunk)
+
+    def _next_batch(self, most: int) -> list[QueuedChunk]:
+        """The oldest queued chunks, at most ``most`` of them and ``max_message_bytes`` in
+        all (the first one always)."""
+        batch = [self._queue[0]]
+        size, limit = batch[0].size, self.config.max_message_bytes
+        for index in range(1, min(most, len(self._queue))):
+            chunk = self._queue[index]
+            size += chunk.size
+            if size > limit:
+                break
+            batch.append(chunk)
+        return batch
+
+    def _batch_frames(self, batch: list[QueuedChunk]) -> list[Buffer]:
+        """A ``chunks`` message: its header frame, then every chunk's frames, unchanged."""
+        counts = tuple(len(chunk.frames) for chunk in batch)
+        header = self._batch_headers.get(counts)
+        if header is None:
+            header = encode(Message("chunks", {"frames": list(counts)}))[0]
+            if len(self._batch_headers) >= MAX_IDENTITIES:
+                self._batch_headers.clear()
+            self._batch_headers[counts] = header
+        frames: list[Buffer] = [header]
+        for chunk in batch:
+            frames.extend(chunk.frames)
+        return frames
 
     def _return_credit(self, chunk: QueuedChunk) -> None:
         """``chunk`` left the queue: its worker may send one more, if it is still the same
@@ -480,7 +528,11 @@ class Server:
         """One ``credit`` message per owed worker; credit that finds the worker's queue full
         stays owed for a later round."""
         for worker, owed in list(self._owed.items()):
-            frames = self._credit_one if owed == 1 else encode(Message("credit", {"n": owed}))
+            frames = self._credit_frames.get(owed)
+            if frames is None:
+                frames = encode(Message("credit", {"n": owed}))
+                if owed <= MAX_CACHED_CREDIT:
+                    self._credit_frames[owed] = frames
             result = self._socket.send_frames(worker, frames)
             if result is SendResult.BUSY:
                 continue

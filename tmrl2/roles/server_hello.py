@@ -78,6 +78,7 @@ def on_hello(server: Server, identity: bytes, frames: Sequence[Any], msg: Messag
     if role == "trainer":
         server._trainer = identity
         peer.wants_stats = meta.get("server_stats") is True
+        peer.batch_chunks = int(meta.get("batch_chunks") or 1)
         server._next_stats = 0.0  # its first stats at the next pass
         server.stats.trainer_connected = True
         server._socket.send(identity, Message("welcome", welcome))

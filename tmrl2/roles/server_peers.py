@@ -39,6 +39,8 @@ class Peer:
     rejected): a chunk that would make it exceed ``worker_credit`` is dropped."""
     wants_stats: bool = False
     """A trainer whose hello set ``server_stats``: it gets the server's ``stats`` messages."""
+    batch_chunks: int = 1
+    """Most chunks per message to this trainer (its hello's ``batch_chunks``; 1: one each)."""
 
 
 @dataclass
@@ -55,7 +57,7 @@ class QueuedChunk:
     """The session it came in: credit goes back only to that session, not to a later one."""
     checked: bool
     """Whether it was checked against a trainer's spec."""
-
-    @property
-    def n(self) -> int:
-        return int(self.msg.meta["n"])
+    n: int
+    """Its transitions (meta ``n``)."""
+    size: int
+    """Its bytes, all frames together."""

@@ -65,6 +65,8 @@ class ServerStats:
     """Bytes of all received messages."""
     chunks_forwarded: int = 0
     """Chunks sent to the trainer."""
+    messages_forwarded: int = 0
+    """Messages that carried them (fewer than the chunks when the trainer takes batches)."""
     samples_forwarded: int = 0
     """Transitions in those chunks."""
     chunks_dropped: int = 0

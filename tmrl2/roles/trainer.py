@@ -78,6 +78,9 @@ STATE_PERIOD_S = 0.5
 SERVER_STATS = ("queued_chunks", "chunks_dropped", "over_credit", "rejected", "malformed")
 """The server's counters its ``stats`` messages bring (about every second, because the hello
 sets ``server_stats``); the metrics carry them as ``server_<name>``."""
+BATCH_CHUNKS = 16
+"""Most chunks the server may send in one ``chunks`` message (the hello's ``batch_chunks``):
+fewer messages per chunk on both sides; the socket hands them over one by one (issue 18)."""
 
 
 class Trainer:
@@ -224,6 +227,7 @@ class Trainer:
             "spec": spec_meta(self.spec),
             "weights_version": self.counters["weights_version"],
             "server_stats": True,  # the server's queue depth and drops, for the metrics
+            "batch_chunks": BATCH_CHUNKS,
         }
         self.client, welcome = self._connect(self.session, hello)
         self._on_welcome(welcome)
