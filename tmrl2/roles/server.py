@@ -77,8 +77,8 @@ from tmrl2.net.errors import DecodeError, ProtocolError
 from tmrl2.net.transport import SendResult, ServerSocket, ServerTransport
 from tmrl2.roles.chunk_checks import Spec, check_chunk_arrays, chunk_cars
 from tmrl2.roles.server_checks import HelloLimiter
-from tmrl2.roles.server_hello import on_hello
-from tmrl2.roles.server_peers import Peer, QueuedChunk
+from tmrl2.roles.server_hello import on_hello, on_unregistered
+from tmrl2.roles.server_peers import BatchHeaders, Peer, QueuedChunk, next_batch
 from tmrl2.roles.server_stats import ServerStats, WorkerStats, prune_workers
 
 __all__ = ["Server", "ServerConfig", "ServerStats", "StopFlag", "WorkerStats"]
@@ -185,7 +185,7 @@ class Server:
             )
         self._rejoin_asked: dict[bytes, float] = {}
         self._gone_since: dict[bytes, float] = {}
-        self._batch_headers: dict[tuple[int, ...], bytes | memoryview] = {}
+        self._batch_headers = BatchHeaders(MAX_IDENTITIES)
         """Encoded ``chunks`` header frames by the frame counts of their chunks."""
         self._credit_frames: dict[int, list[bytes | memoryview]] = {}
         """Encoded ``credit`` messages by ``n`` (a worker is owed 1 to ``worker_credit``)."""
@@ -316,7 +316,7 @@ class Server:
             self._forget(identity)  # another connection (another key) took the identity
             peer = None
         if peer is None:
-            self._on_unregistered(identity, msg)
+            on_unregistered(self, identity, msg)
             return
         if msg.kind not in ALLOWED_KINDS[peer.role]:
             self._malformed(identity, f"a {peer.role} may not send {msg.kind!r}")
@@ -341,28 +341,6 @@ class Server:
             self._gone_since.pop(identity, None)
         if peer.worker is not None:
             peer.worker.last_seen_s = time.monotonic()
-
-    def _on_unregistered(self, identity: bytes, msg: Message) -> None:
-        """A peer without a session (the server restarted under it): count, ask to rejoin.
-
-        A chunk's transitions count as lost only for a peer that held a session lately or
-        opens one later (:attr:`_pending_lost`): a stranger cannot inflate ``samples_lost``."""
-        self.stats.unregistered += 1
-        if msg.kind == "chunk":
-            n = int(msg.meta["n"])
-            if identity in self._recent:
-                self.stats.samples_lost += n
-            elif identity in self._pending_lost or len(self._pending_lost) < MAX_IDENTITIES:
-                self._pending_lost[identity] = self._pending_lost.get(identity, 0) + n
-        self._malformed(identity, f"{msg.kind!r} from an unregistered peer (no hello)")
-        now = time.monotonic()
-        if now - self._rejoin_asked.get(identity, -REJOIN_PERIOD_S) < REJOIN_PERIOD_S:
-            return
-        if len(self._rejoin_asked) > MAX_IDENTITIES:  # random identities must not grow it
-            self._rejoin_asked.clear()
-        self._rejoin_asked[identity] = now
-        reason = "this server has no session for you (it restarted?): send hello again"
-        self._socket.send(identity, Message("rejoin", {"reason": reason}))
 
     # ------------------------------------------------------------------ chunks
     def _on_chunk(
@@ -474,8 +452,9 @@ class Server:
         are, behind one small header frame)."""
         most = self._batch_chunks()
         while self._queue and self._credit > 0 and self._trainer is not None:
-            batch = self._next_batch(min(most, self._credit))
-            frames = batch[0].frames if len(batch) == 1 else self._batch_frames(batch)
+            limit = self.config.max_message_bytes
+            batch = next_batch(self._queue, min(most, self._credit), limit)
+            frames = batch[0].frames if len(batch) == 1 else self._batch_headers.frames(batch)
             result = self._socket.send_frames(self._trainer, frames)
             if result is SendResult.GONE:
                 self._gone(self._trainer)
@@ -489,33 +468,6 @@ class Server:
                 self.stats.chunks_forwarded += 1
                 self.stats.samples_forwarded += chunk.n
                 self._return_credit(chunk)
-
-    def _next_batch(self, most: int) -> list[QueuedChunk]:
-        """The oldest queued chunks, at most ``most`` of them and ``max_message_bytes`` in
-        all (the first one always)."""
-        batch = [self._queue[0]]
-        size, limit = batch[0].size, self.config.max_message_bytes
-        for index in range(1, min(most, len(self._queue))):
-            chunk = self._queue[index]
-            size += chunk.size
-            if size > limit:
-                break
-            batch.append(chunk)
-        return batch
-
-    def _batch_frames(self, batch: list[QueuedChunk]) -> list[Buffer]:
-        """A ``chunks`` message: its header frame, then every chunk's frames, unchanged."""
-        counts = tuple(len(chunk.frames) for chunk in batch)
-        header = self._batch_headers.get(counts)
-        if header is None:
-            header = encode(Message("chunks", {"frames": list(counts)}))[0]
-            if len(self._batch_headers) >= MAX_IDENTITIES:
-                self._batch_headers.clear()
-            self._batch_headers[counts] = header
-        frames: list[Buffer] = [header]
-        for chunk in batch:
-            frames.extend(chunk.frames)
-        return frames
 
     def _return_credit(self, chunk: QueuedChunk) -> None:
         """``chunk`` left the queue: its worker may send one more, if it is still the same

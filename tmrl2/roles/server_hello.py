@@ -8,7 +8,8 @@ config hash, role bound to the Curve key), names a second trainer while the firs
 connected, or a worker name another live connection holds; a repeated hello of a registered
 session is welcomed again without resetting it; any other hello (re)starts the peer's
 session, and a trainer's hello declares the chunk spec the server checks against (and, with
-``server_stats``, asks for the server's ``stats`` messages).
+``server_stats``, asks for the server's ``stats`` messages). :func:`on_unregistered` answers
+a message from a peer without a session (the server restarted under it) with ``rejoin``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tmrl2.roles.server_stats import WorkerStats, prune_workers
 if TYPE_CHECKING:
     from tmrl2.roles.server import Server
 
-__all__ = ["on_hello"]
+__all__ = ["on_hello", "on_unregistered"]
 
 log = logging.getLogger("tmrl2.roles.server")
 """The server's logger: one log for the whole role."""
@@ -186,3 +187,29 @@ def _refuse(server: Server, identity: bytes, reason: str, code: str) -> None:
     if server._may_warn(("refused", identity)):  # refused clients retry their hello
         log.warning("refused %s: %s", server._label(identity), reason)
     server._socket.send(identity, Message("refused", {"reason": reason, "code": code}))
+
+
+def on_unregistered(server: Server, identity: bytes, msg: Message) -> None:
+    """A peer without a session (the server restarted under it): count, ask to rejoin.
+
+    A chunk's transitions count as lost only for a peer that held a session lately or
+    opens one later (``Server._pending_lost``): a stranger cannot inflate ``samples_lost``."""
+    from tmrl2.roles import server as server_module  # its limits, as tests may set them
+
+    most, period = server_module.MAX_IDENTITIES, server_module.REJOIN_PERIOD_S
+    server.stats.unregistered += 1
+    if msg.kind == "chunk":
+        n = int(msg.meta["n"])
+        if identity in server._recent:
+            server.stats.samples_lost += n
+        elif identity in server._pending_lost or len(server._pending_lost) < most:
+            server._pending_lost[identity] = server._pending_lost.get(identity, 0) + n
+    server._malformed(identity, f"{msg.kind!r} from an unregistered peer (no hello)")
+    now = time.monotonic()
+    if now - server._rejoin_asked.get(identity, -period) < period:
+        return
+    if len(server._rejoin_asked) > most:  # random identities must not grow it
+        server._rejoin_asked.clear()
+    server._rejoin_asked[identity] = now
+    reason = "this server has no session for you (it restarted?): send hello again"
+    server._socket.send(identity, Message("rejoin", {"reason": reason}))

@@ -5,6 +5,8 @@ gone); it carries what the server enforces per connection: the Curve key the ses
 opened with, its chunks in flight (its credit is ``worker_credit`` minus those), and which of the
 latest weights and trainer state it has had. A :class:`QueuedChunk` remembers the session it
 came in, so that its credit never goes to a later session of the same identity.
+:func:`next_batch` and :class:`BatchHeaders` make the ``chunks`` messages that carry several
+queued chunks to a trainer whose hello set ``batch_chunks``.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tmrl2.net.codec import Buffer, Message
+from tmrl2.net.codec import Buffer, Message, encode
 from tmrl2.roles.server_stats import WorkerStats
 
-__all__ = ["Peer", "QueuedChunk"]
+__all__ = ["BatchHeaders", "Peer", "QueuedChunk", "next_batch"]
 
 
 @dataclass
@@ -61,3 +63,40 @@ class QueuedChunk:
     """Its transitions (meta ``n``)."""
     size: int
     """Its bytes, all frames together."""
+
+
+def next_batch(queue: Sequence[QueuedChunk], most: int, limit: int) -> list[QueuedChunk]:
+    """The oldest queued chunks, at most ``most`` of them and ``limit`` bytes in all (the
+    first one always)."""
+    batch = [queue[0]]
+    size = batch[0].size
+    for index in range(1, min(most, len(queue))):
+        chunk = queue[index]
+        size += chunk.size
+        if size > limit:
+            break
+        batch.append(chunk)
+    return batch
+
+
+class BatchHeaders:
+    """The frames of ``chunks`` messages, with their header frames encoded once per shape
+    (the frame counts of the chunks in it) and at most ``most`` shapes kept."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._headers: dict[tuple[int, ...], bytes | memoryview] = {}
+
+    def frames(self, batch: Sequence[QueuedChunk]) -> list[Buffer]:
+        """A ``chunks`` message: its header frame, then every chunk's frames, unchanged."""
+        counts = tuple(len(chunk.frames) for chunk in batch)
+        header = self._headers.get(counts)
+        if header is None:
+            header = encode(Message("chunks", {"frames": list(counts)}))[0]
+            if len(self._headers) >= self.most:
+                self._headers.clear()
+            self._headers[counts] = header
+        frames: list[Buffer] = [header]
+        for chunk in batch:
+            frames.extend(chunk.frames)
+        return frames
