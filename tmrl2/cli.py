@@ -390,10 +390,11 @@ def _reason(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``tmrl2`` entry point."""
-    from tmrl2.roles.launcher import setup_logging
+    from tmrl2.roles.launcher import dump_stacks_on_sigusr1, setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging()
+    dump_stacks_on_sigusr1()
     try:
         return _COMMANDS[args.command](args)
     except (ConfigError, NetError, CheckpointError, BridgeError) as exc:

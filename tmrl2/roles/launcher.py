@@ -16,6 +16,7 @@ code is apart from the roles' (``evaluator_exit_code``).
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import logging
 import multiprocessing as mp
 import os
@@ -98,6 +99,14 @@ def setup_logging(level: int = logging.INFO, role: str = "") -> None:
 def _child_setup(role: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher owns Ctrl-C
     setup_logging(logging.WARNING, role)
+    dump_stacks_on_sigusr1()
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` prints the Python stack of every thread of this process to
+    stderr (POSIX): how to see where a role that does not stop is waiting."""
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def _server_main(
