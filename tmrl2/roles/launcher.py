@@ -15,6 +15,7 @@ code is apart from the roles' (``evaluator_exit_code``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import faulthandler
 import logging
@@ -105,8 +106,12 @@ def _child_setup(role: str) -> None:
 def dump_stacks_on_sigusr1() -> None:
     """``kill -USR1 <pid>`` prints the Python stack of every thread of this process to
     stderr (POSIX): how to see where a role that does not stop is waiting."""
-    if hasattr(signal, "SIGUSR1"):
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if not hasattr(signal, "SIGUSR1") or sys.__stderr__ is None:
+        return
+    # the process's own stderr (fd 2), whatever replaced sys.stderr (a test's capture); no
+    # usable stderr: no stacks, and nothing else changes
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
 
 
 def _server_main(
