@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -162,7 +163,8 @@ def test_ctrl_c_stops_every_role_and_frees_the_port(tmp_path: Path) -> None:
             proc.wait(timeout=90)  # roles stop in seconds; a loaded CI machine may take longer
         except subprocess.TimeoutExpired:  # say where each process waits (their stacks)
             os.killpg(proc.pid, signal.SIGUSR1)
-            time.sleep(2)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # the stacks' time to print
+                proc.wait(timeout=2)
             os.killpg(proc.pid, signal.SIGKILL)
             _, err = proc.communicate(timeout=30)
             pytest.fail(f"tmrl2 train did not stop within 90 s of SIGINT; stderr:\n{err[-6000:]}")
