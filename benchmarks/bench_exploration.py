@@ -46,8 +46,12 @@ QUICK_SETS = ["trainer.start_samples=500", "worker.random_steps=500", "run.log_e
 COMMON_SETS = ["run.eval_episodes=0", "run.eval_every_min=0", "server.port=0"]
 
 
-def train(config: Path, sets: list[str], run_dir: Path, bound: list[str]) -> int:
-    """One ``tmrl2 train`` into ``run_dir``; its exit code."""
+def train(config: Path, sets: list[str], run_dir: Path, bound: list[str], reuse: bool) -> int:
+    """One ``tmrl2 train`` into ``run_dir``; its exit code. With ``reuse``, a run folder
+    that already holds a finished run (its ``summary.json``) is read back, not run again."""
+    if reuse and (run_dir / "summary.json").is_file():
+        print(f"reusing {run_dir}", flush=True)
+        return 0
     cmd = [sys.executable, "-m", "tmrl2", "train", "--config", str(config)]
     cmd += [*bound, "--run-dir", str(run_dir)]
     for item in [*COMMON_SETS, *sets]:
@@ -92,9 +96,12 @@ def dense_result(run_dir: Path) -> dict[str, Any]:
         return {"steps_per_s": None, "updates_per_s": None}
     summary = json.loads(summary_path.read_text())
     elapsed = max(float(summary["elapsed_s"]), 1e-9)
+    rows = read_metrics(run_dir)
+    first = next((r for r in rows if r.get("finishes", 0) > 0), None)
     return {
         "steps_per_s": summary["samples"] / elapsed,
         "updates_per_s": summary["updates"] / elapsed,
+        "steps_to_first_finish": None if first is None else first.get("samples"),
     }
 
 
@@ -116,6 +123,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run (measures nothing)")
     parser.add_argument("--out", type=Path, help="run folders (default: a temporary folder)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--reuse", action="store_true", help="read back runs already finished under --out"
+    )
     args = parser.parse_args()
     steps, seeds, dense_s = args.steps, args.seeds, args.dense_seconds
     extra = list(args.overrides)
@@ -126,24 +136,30 @@ def main() -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="tmrl2_bench_exploration_"))
     results: dict[str, Any] = {"machine": machine(), "steps": steps, "sparse": {}, "dense": {}}
     start = time.monotonic()
-    for kind in args.kinds:
-        runs = []
-        for seed in seeds:
+    for seed in seeds:  # seed-major: a cut-short benchmark still has every kind's first seeds
+        for kind in args.kinds:
             run_dir = out / f"sparse-{kind}-{seed}"
             sets = [f"exploration.kind={kind}", f"run.seed={seed}", *extra]
-            code = train(args.config, sets, run_dir, ["--steps", str(steps)])
-            runs.append({"seed": seed, "exit": code, **sparse_result(read_metrics(run_dir))})
-        results["sparse"][kind] = runs
-    for kind in args.kinds:
+            code = train(args.config, sets, run_dir, ["--steps", str(steps)], args.reuse)
+            run = {"seed": seed, "exit": code, **sparse_result(read_metrics(run_dir))}
+            results["sparse"].setdefault(kind, []).append(run)
+            save(args.json, results)
+    for kind in args.kinds if dense_s > 0 else []:
         run_dir = out / f"dense-{kind}"
         sets = [f"exploration.kind={kind}", *(QUICK_SETS if args.quick else [])]
-        train(args.dense_config, sets, run_dir, ["--minutes", str(dense_s / 60)])
+        train(args.dense_config, sets, run_dir, ["--minutes", str(dense_s / 60)], args.reuse)
         results["dense"][kind] = dense_result(run_dir)
+        save(args.json, results)
     print_tables(results, steps)
     print(f"\n{time.monotonic() - start:.0f} s; run folders under {out}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    save(args.json, results)
     return 0
+
+
+def save(path: Path | None, results: dict[str, Any]) -> None:
+    """Results so far to ``--json`` (after every run: a cut-short benchmark keeps them)."""
+    if path is not None:
+        path.write_text(json.dumps(results, indent=2))
 
 
 def print_tables(results: dict[str, Any], steps: int) -> None:
@@ -165,9 +181,13 @@ def print_tables(results: dict[str, Any], steps: int) -> None:
         ratio = ""
         if base.get("updates_per_s") and row.get("updates_per_s"):
             ratio = f" ({row['updates_per_s'] / base['updates_per_s']:.2f}x none's updates/s)"
+        delay = ""
+        if base.get("steps_to_first_finish") and row.get("steps_to_first_finish"):
+            delay = f" ({row['steps_to_first_finish'] / base['steps_to_first_finish']:.2f}x none's)"
         print(
             f"{kind:<12} {fmt(row['steps_per_s'])} steps/s, {fmt(row['updates_per_s'])} "
-            f"updates/s{ratio}"
+            f"updates/s{ratio}; first finish at step {fmt(row.get('steps_to_first_finish'))}"
+            f"{delay}"
         )
 
 

@@ -58,8 +58,12 @@ LAP_TOLERANCE = 1.05
 """A lap counts as good when it is within 5 % of plain SAC's best lap."""
 
 
-def train(config: Path, sets: list[str], run_dir: Path, steps: int) -> int:
-    """One ``tmrl2 train`` of ``steps`` env steps into ``run_dir``; its exit code."""
+def train(config: Path, sets: list[str], run_dir: Path, steps: int, reuse: bool) -> int:
+    """One ``tmrl2 train`` of ``steps`` env steps into ``run_dir``; its exit code. With
+    ``reuse``, a folder that already holds a finished run (``summary.json``) is read back."""
+    if reuse and (run_dir / "summary.json").is_file():
+        print(f"reusing {run_dir}", flush=True)
+        return 0
     cmd = [sys.executable, "-m", "tmrl2", "train", "--config", str(config)]
     cmd += ["--steps", str(steps), "--run-dir", str(run_dir)]
     for item in [*COMMON_SETS, *sets]:
@@ -144,6 +148,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run (measures nothing)")
     parser.add_argument("--out", type=Path, help="run folders (default: a temporary folder)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--reuse", action="store_true", help="read back runs already finished under --out"
+    )
     args = parser.parse_args()
     steps, seeds, heldout = args.steps, args.seeds, args.heldout_steps
     extra = list(args.overrides)
@@ -154,39 +161,38 @@ def main() -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="tmrl2_bench_world_model_"))
     results: dict[str, Any] = {"machine": machine(), "steps": steps, "runs": {}}
     start = time.monotonic()
-    for variant in args.variants:
-        runs = []
-        for seed in seeds:
+    rows_of: dict[str, list[dict[str, Any]]] = {}
+    for seed in seeds:  # seed-major: a cut-short benchmark still has every variant's first seeds
+        for variant in args.variants:
             run_dir = out / f"{variant}-{seed}"
             sets = [*VARIANTS[variant], f"run.seed={seed}"]
             if variant == "rollouts+mpc":
                 sets.append(f"world_model.mpc.mode={args.mpc_mode}")
             if args.quick and variant != "sac":
                 sets += QUICK_MODEL_SETS
-            code = train(args.config, [*sets, *extra], run_dir, steps)
-            rows = read_metrics(run_dir)
+            code = train(args.config, [*sets, *extra], run_dir, steps, args.reuse)
+            rows = rows_of[str(run_dir)] = read_metrics(run_dir)
             run = {"seed": seed, "exit": code, "run_dir": str(run_dir), **run_result(rows)}
             if variant != "sac" and (run_dir / "checkpoint.pt").is_file():
                 run["heldout"] = heldout_errors(run_dir, heldout, seed)
-            run["_rows"] = rows
-            runs.append(run)
-        results["runs"][variant] = runs
-    add_lap_target(results)
+            results["runs"].setdefault(variant, []).append(run)
+            add_lap_target(results, rows_of)
+            if args.json:  # after every run: a cut-short benchmark keeps what it measured
+                args.json.write_text(json.dumps(results, indent=2))
     print_tables(results)
     print(f"\n{time.monotonic() - start:.0f} s; run folders under {out}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
     return 0
 
 
-def add_lap_target(results: dict[str, Any]) -> None:
-    """Steps and seconds to a lap within 5 % of plain SAC's best (of every plain SAC seed)."""
+def add_lap_target(results: dict[str, Any], rows_of: dict[str, list[dict[str, Any]]]) -> None:
+    """Steps and seconds to a lap within 5 % of plain SAC's best (of every plain SAC seed so
+    far); ``rows_of``: each run folder's reports."""
     plain = [r["best_lap_s"] for r in results["runs"].get("sac", []) if r["best_lap_s"]]
     target = min(plain) * LAP_TOLERANCE if plain else None
     results["lap_target_s"] = target
     for runs in results["runs"].values():
         for run in runs:
-            rows = run.pop("_rows")
+            rows = rows_of[run["run_dir"]]
             if target is None:
                 run["steps_to_good_lap"] = run["seconds_to_good_lap"] = None
                 continue
