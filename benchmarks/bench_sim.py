@@ -1,5 +1,9 @@
 """Simulator figures: fast-mode throughput, reference lap times, the scripted driver's results.
 
+0. The ceiling every throughput figure is also given as a fraction of, measured in the same
+   run: car-steps/s of the compiled physics and LIDAR alone (no Python around them), and
+   ``--batch`` sizes of :class:`SimBatch` (random actions; ``--batch-threads 1 2``: numba
+   threads, ``worker.sim_threads``), issue 18's target: 200,000 car-steps/s for 64 cars.
 1. Throughput on one core, default track, 50 ms steps: env steps per second with the LIDAR
    observation (uniform random actions, and the autopilot) and with the 64 x 64 grey image
    observation added (autopilot). Only ``env.step``/``env.reset`` are timed, not the driver;
@@ -20,9 +24,11 @@ Run: ``python benchmarks/bench_sim.py`` (about a minute on a 2-core machine), an
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from timing import print_machine, rate
@@ -35,6 +41,8 @@ from tmrl2.envs.sim.track import known_tracks, load_track
 
 LIDAR_GOAL = 20_000.0
 IMAGE_GOAL = 3_000.0
+BATCH_GOAL = 200_000.0
+"""Issue 18's target for a batch of 64 cars (car-steps/s, random actions)."""
 MARGIN = 1.15
 
 
@@ -54,7 +62,7 @@ def steps_per_s(env: SimEnv, policy: Callable[[], np.ndarray], steps: int) -> fl
     return steps / spent
 
 
-def throughput(steps: int, rounds: int) -> None:
+def throughput(steps: int, rounds: int, ceiling: float) -> None:
     for label, config, goal in (
         ("LIDAR", SimEnvConfig(), LIDAR_GOAL),
         ("LIDAR + image 64x64", SimEnvConfig(image=True), IMAGE_GOAL),
@@ -71,7 +79,8 @@ def throughput(steps: int, rounds: int) -> None:
             median = statistics.median(rates)
             print(
                 f"{label:>20}, {name:>14}: {median:7.0f} steps/s (median of {rounds} x {steps}),"
-                f" {median / goal:.2f}x the {goal:.0f} goal,"
+                f" {median / ceiling:.3f} of the kernel ceiling, {median / goal:.2f}x the"
+                f" {goal:.0f} goal,"
                 f" {median * config.time_step_ms / 1000:.0f}x real time"
             )
 
@@ -140,19 +149,65 @@ def realtime(seconds: float) -> None:
     )
 
 
-def batch_throughput(sizes: list[int], rounds: int) -> None:
-    """Car-steps/s of :class:`SimBatch` (LIDAR observations, full gas, slight steer)."""
+def kernel_ceiling(rounds: int) -> float:
+    """The ceiling the sim's figures are a fraction of, measured now: car-steps/s of the
+    compiled physics and LIDAR alone (``kernels.step_cars_scan_each``, 256 cars per call,
+    random controls, one thread), with no Python, numpy or dispatch around them. It scales with
+    the core's scalar speed as the figures do, so the fractions compare across machines."""
+    from tmrl2.envs.sim import kernels
     from tmrl2.envs.sim.vec import SimBatch
 
-    for n in sizes:
-        batch = SimBatch(n, SimEnvConfig())
-        batch.reset()
-        actions = np.tile(np.array([[1.0, 0.0, 0.05]], np.float32), (n, 1))
-        per_s = rate(lambda batch=batch, actions=actions: batch.step(actions), 50, rounds)
-        print(
-            f"vectorized batch of {n:4d} cars: {per_s * n:9,.0f} car-steps/s "
-            f"(issue 3's target for 64 cars: 200,000)"
-        )
+    n = 256
+    batch = SimBatch(n, SimEnvConfig())
+    batch.reset()
+    rng = np.random.default_rng(0)
+    controls = np.abs(rng.uniform(-1.0, 1.0, (n, 3)))
+    controls[:, 2] -= 0.5
+    kit, cfg = batch.kit(0), batch.config
+    states = batch.states.copy()
+    durations = np.full(n, cfg.time_step_ms / 1000.0)
+
+    def call() -> None:
+        kernels.step_cars_scan_each(
+            states, controls, durations, batch.params, kit.table, batch.contact, batch.angles,
+            batch._lookup, float(cfg.lidar_range_m), kit.ahead, kit.behind, kit.walls,
+            batch._lidar,
+        )  # fmt: skip
+
+    return rate(call, 50, rounds) * n
+
+
+def stepper(batch: Any, actions: np.ndarray) -> Callable[[], None]:
+    """One batch step per call with the next of ``actions`` (cycled); ended cars are reset."""
+    cycle = itertools.cycle(actions)
+
+    def call() -> None:
+        _, terminated, truncated, _ = batch.step(next(cycle))
+        ended = np.flatnonzero(terminated | truncated)
+        if len(ended):
+            batch.reset(ended)
+
+    return call
+
+
+def batch_throughput(sizes: list[int], threads: list[int], rounds: int, ceiling: float) -> None:
+    """Car-steps/s of :class:`SimBatch` (LIDAR observations, uniform random actions, ended
+    episodes reset as the vectorized worker resets them), for each size and thread count."""
+    from tmrl2.envs.sim.vec import SimBatch
+
+    for count in threads:
+        for n in sizes:
+            batch = SimBatch(n, SimEnvConfig(), threads=count)
+            batch.reset()
+            rng = np.random.default_rng(0)
+
+            call = stepper(batch, rng.uniform(-1.0, 1.0, (64, n, 3)).astype(np.float32))
+            per_s = rate(call, 50, rounds) * n
+            target = f", {per_s / BATCH_GOAL:.2f}x the {BATCH_GOAL:,.0f} goal" if n == 64 else ""
+            print(
+                f"batch of {n:4d} cars, {count} thread(s): {per_s:9,.0f} car-steps/s, "
+                f"{per_s / ceiling:.2f} of the kernel ceiling{target}"
+            )
 
 
 def main() -> None:
@@ -168,13 +223,25 @@ def main() -> None:
         default=[1, 64, 256],
         help="cars per vectorized batch to time (none: skip)",
     )
+    parser.add_argument(
+        "--batch-threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="worker.sim_threads values to time the batches with (e.g. 1 2)",
+    )
     args = parser.parse_args()
     # the kernels are scalar numba loops: a 2x faster core is 2x faster here, whatever AVX
     print_machine()
+    ceiling = kernel_ceiling(args.rounds)
+    print(
+        f"kernel ceiling now: {ceiling:,.0f} car-steps/s (compiled physics + LIDAR alone, "
+        "256 cars per call, 1 thread); figures below are also given as a fraction of it"
+    )
     if args.batch:
-        batch_throughput(args.batch, args.rounds)
+        batch_throughput(args.batch, args.batch_threads, args.rounds, ceiling)
     if args.steps:
-        throughput(args.steps, args.rounds)
+        throughput(args.steps, args.rounds, ceiling)
         bundled()
     if args.generated:
         generated(args.generated)

@@ -126,3 +126,30 @@ def test_shapes_caps_and_resets_of_some_cars() -> None:
         SimBatch(0)
     with pytest.raises(ValueError, match="env.image"):
         SimBatch(2, SimEnvConfig(image=True))
+
+
+def test_threads_split_the_cars_and_change_no_number() -> None:
+    """``threads=2`` (``worker.sim_threads``) steps the cars in parallel with the very numbers
+    of one thread: observations, ends, laps and states, through resets, with random actions."""
+    cfg = SimEnvConfig(max_episode_steps=60)
+    one, two = SimBatch(9, cfg, seeds=3), SimBatch(9, cfg, seeds=3, threads=2)
+    assert two.threads >= 1 and one.threads == 1
+    a, b = one.reset(), two.reset()
+    rng = np.random.default_rng(5)
+    ends = 0
+    for _ in range(150):
+        actions = rng.uniform(-1.0, 1.0, (9, 3)).astype(np.float32)
+        actions[:, 0] = np.abs(actions[:, 0])
+        (a, *rest_a), (b, *rest_b) = one.step(actions), two.step(actions)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+        for x, y in zip(rest_a, rest_b, strict=True):
+            np.testing.assert_array_equal(x, y)
+        ended = np.flatnonzero(rest_a[0] | rest_a[1])
+        ends += len(ended)
+        if len(ended):
+            one.reset(ended), two.reset(ended)
+    np.testing.assert_array_equal(one.states, two.states)
+    assert ends >= 9  # every car's first episode hit the cap: resets were compared too
+    with pytest.raises(ValueError, match="at least one thread"):
+        SimBatch(2, cfg, threads=0)

@@ -309,6 +309,10 @@ def test_configs_the_batch_cannot_run_fail_at_start_up_in_one_line() -> None:
         assert "worker.envs" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ValueError, match="env.image"):  # the worker process checks it too
         build_worker(tiny_config("worker.envs=4", "env.image=true"), "tcp://127.0.0.1:9")
+    check_worker_envs(tiny_config("worker.envs=4", "worker.sim_threads=2"))
+    with pytest.raises(ValueError, match="worker.sim_threads: 2") as info:  # nothing to split
+        check_worker_envs(tiny_config("worker.sim_threads=2"))
+    assert "worker.envs" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_build_worker_makes_a_vectorized_worker_for_worker_envs() -> None:

@@ -67,7 +67,7 @@ class CarBatch:
         env_cfg = config.env
         assert isinstance(env_cfg, SimEnvConfig)
         self.n = n
-        self.sim = SimBatch(n, env_cfg, seeds)
+        self.sim = SimBatch(n, env_cfg, seeds, threads=config.worker.sim_threads)
         self.observation_space = observation_space(env_cfg)
         if env_cfg.track_id_input:  # as SimEnv does
             self.observation_space.spaces["track_id"] = spaces.Box(

@@ -236,8 +236,10 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
         if self._respawn_pending:
             self.respawn()
         cfg, st = self.config, self.car.state
-        act = np.asarray(action, dtype=np.float32).reshape(3)
-        act = np.minimum(np.maximum(act, -1.0), 1.0)  # np.clip, without its Python layers
+        act = np.array(action, dtype=np.float32).reshape(3)  # a copy: the caller's may change
+        g, b, s = act.tolist()
+        if not (-1.0 <= g <= 1.0 and -1.0 <= b <= 1.0 and -1.0 <= s <= 1.0):  # NaN too
+            act = np.minimum(np.maximum(act, -1.0), 1.0)  # np.clip, without its Python layers
         gas, brake, steer = self._controls.apply(act)
         dt = self._dt_s
         if self._draw.jitter_frac > 0.0:

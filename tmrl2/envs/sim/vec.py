@@ -39,6 +39,7 @@ from tmrl2.envs.sim.env import (
     SimEnvConfig,
 )
 from tmrl2.envs.sim.lidar import Lidar
+from tmrl2.envs.sim.parallel import step_cars_scan_parallel, use_threads
 from tmrl2.envs.sim.randomize import Draw, draw_randomization
 from tmrl2.envs.sim.track import SURFACES, Track
 from tmrl2.envs.sim.tracklist import TrackSampler, TrackSet, episode_cap_steps
@@ -95,15 +96,21 @@ class SimBatch:
         n: int,
         config: SimEnvConfig | None = None,
         seeds: int | Sequence[int] = 0,
+        threads: int = 1,
     ) -> None:
         """Args:
         n: cars.
         config: env settings (checked by :func:`check_batch_config`).
         seeds: one seed per car, or ``s`` for ``s, s + 1, ..., s + n - 1``.
+        threads: threads stepping the cars (:mod:`tmrl2.envs.sim.parallel`; the same
+            results as 1, which stays in the calling thread).
         """
         if n < 1:
             raise ValueError(f"a batch needs at least one car, got n={n}")
+        if threads < 1:
+            raise ValueError(f"a batch needs at least one thread, got threads={threads}")
         self.n = n
+        self.threads = 1 if threads == 1 else use_threads(threads)
         self.config = cfg = config or SimEnvConfig()
         check_batch_config(cfg)
         seed_list = list(range(seeds, seeds + n)) if isinstance(seeds, int) else list(seeds)
@@ -278,7 +285,8 @@ class SimBatch:
         s_before = self.states[:, kernels.S].copy()
         if self._one_track and not self._flags["noisy"]:  # physics and LIDAR in one call
             kit = self.kit(int(self.track_index[0]))
-            kernels.step_cars_scan_each(
+            step = kernels.step_cars_scan_each if self.threads == 1 else step_cars_scan_parallel
+            step(
                 self.states, controls, durations, self.params, kit.table, self.contact,
                 self.angles, self._lookup, float(cfg.lidar_range_m), kit.ahead, kit.behind,
                 kit.walls, self._lidar,

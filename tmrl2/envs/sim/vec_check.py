@@ -33,8 +33,15 @@ def check_batch_config(env: Any) -> None:
 def check_worker_envs(config: Any) -> None:
     """Raise a one-line ``ValueError`` when ``config.worker.envs > 1`` cannot run: another
     env than the simulator (``env.kind`` must be ``sim``), or a simulator setting the batch
-    does not support (:func:`check_batch_config`)."""
+    does not support (:func:`check_batch_config`); or when ``worker.sim_threads > 1`` has no
+    batch to split."""
     envs = config.worker.envs
+    threads = getattr(config.worker, "sim_threads", 1)
+    if envs <= 1 and threads > 1:
+        raise ValueError(
+            f"worker.sim_threads: {threads} splits the cars of a batch (worker.envs > 1), and "
+            "worker.envs is 1: set worker.sim_threads: 1, or worker.envs to the cars per worker"
+        )
     if envs <= 1:
         return
     kind = getattr(config.env, "kind", "?")
