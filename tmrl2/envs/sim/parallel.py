@@ -20,7 +20,8 @@ from tmrl2.envs.sim.kernels import _drive, _lidar_car
 def use_threads(threads: int) -> int:
     """Set numba's thread count for this process to ``threads`` (at most what numba was
     started with, ``NUMBA_NUM_THREADS``: the machine's cores by default); the count set."""
-    count = max(1, min(int(threads), int(numba.config.NUMBA_NUM_THREADS)))
+    most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    count = max(1, min(int(threads), most))
     numba.set_num_threads(count)
     return count
 
