@@ -70,7 +70,11 @@ from timing import (  # noqa: E402
     zmq_ceiling,
 )
 
-CHUNK_STEPS = 100
+CHUNK_ENV = "TMRL2_BENCH_CHUNK_STEPS"
+CHUNK_STEPS = int(os.environ.get(CHUNK_ENV, "100"))
+"""Samples per chunk (``worker.chunk_steps``'s default); ``--chunk-steps`` sets it through
+:data:`CHUNK_ENV`, which the spawned worker, server and trainer processes read as they import
+this module."""
 WINDOW_S = 0.25
 OBS_SHAPES: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
     "lidar": {
@@ -440,11 +444,12 @@ def measure_ours(
 
 
 def measure_ceiling(
-    pool: Pool, payload: str, workers: int, seconds: float, samples: int = CHUNK_STEPS
+    pool: Pool, payload: str, workers: int, seconds: float, samples: int | None = None
 ) -> dict[str, float]:
     """The same bytes and processes through bare PUSH -> relay -> PULL (no protocol):
-    ``payload`` is an ``OBS_SHAPES`` kind (our chunk) or ``bytes:N`` (one frame of N bytes
-    carrying ``samples`` samples)."""
+    ``payload`` is an ``OBS_SHAPES`` kind (our chunk, :data:`CHUNK_STEPS` samples) or
+    ``bytes:N`` (one frame of N bytes carrying ``samples`` samples)."""
+    samples = CHUNK_STEPS if samples is None else samples  # read now: --chunk-steps sets it
     now = time.time()
     start = now + 0.6 + 0.03 * workers
     end, stop_at = start + seconds, start + seconds + 0.3
@@ -686,8 +691,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tmrl-pace-ms", type=float, default=10.0, help="paced tmrl workers' wait per buffer"
     )
     parser.add_argument(
-        "--tmrl-buffer", type=int, default=CHUNK_STEPS, help="samples per tmrl buffer"
+        "--chunk-steps",
+        type=int,
+        default=CHUNK_STEPS,
+        help="samples per chunk of ours (worker.chunk_steps; a vectorized worker's message "
+        "carries worker.envs x that), and per raw ZeroMQ ceiling message",
     )
+    parser.add_argument("--tmrl-buffer", type=int, default=100, help="samples per tmrl buffer")
     parser.add_argument("--tmrl-python", help="python of the tmrl 0.7.1 baseline venv")
     parser.add_argument("--no-tmrl", action="store_true", help="skip tmrl")
     parser.add_argument(
@@ -726,7 +736,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global CHUNK_STEPS
     args = parse_args(argv)
+    if args.chunk_steps < 1:
+        raise SystemExit(f"--chunk-steps must be at least 1, got {args.chunk_steps}")
+    os.environ[CHUNK_ENV] = str(args.chunk_steps)  # before the processes start
+    CHUNK_STEPS = args.chunk_steps
     began = time.time()
     ceilings = print_machine(quick=args.quick)
     for obs in args.obs:  # one hop, no relay: what ZeroMQ alone does with this chunk's bytes
