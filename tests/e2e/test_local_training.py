@@ -178,6 +178,46 @@ def test_ctrl_c_stops_every_role_and_frees_the_port(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+def test_roles_stop_when_the_launcher_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of ``tmrl2 train`` itself (no Ctrl-C, no cleanup of its own): each role sees
+    its launcher gone, stops as after Ctrl-C (the trainer's last checkpoint) and exits."""
+    proc = subprocess.Popen(
+        _cli(
+            "train",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--set",
+            "server.port=0",
+            *[a for s in SMALL for a in ("--set", s)],
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        metrics = tmp_path / "run" / "metrics.jsonl"
+        while not (metrics.is_file() and metrics.read_text().strip()):  # a report: running
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+            time.sleep(0.5)
+        children = _children(proc.pid)
+        assert len(children) >= 3
+        checkpoint = tmp_path / "run" / "checkpoint.pt"
+        before = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else 0
+        proc.kill()  # the launcher only: its roles are left to themselves
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 90  # they stop in seconds; a loaded machine is slower
+        while [pid for pid in children if _alive(pid)]:
+            assert time.monotonic() < deadline, "roles still running 90 s after the launcher died"
+            time.sleep(0.5)
+        assert checkpoint.is_file() and checkpoint.stat().st_mtime_ns > before
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
     return [int(x) for x in out.stdout.split()]

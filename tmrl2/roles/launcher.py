@@ -25,8 +25,10 @@ import secrets
 import signal
 import socket
 import sys
+import threading
 import time
 from datetime import datetime
+from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,10 +99,40 @@ def setup_logging(level: int = logging.INFO, role: str = "") -> None:
     )
 
 
-def _child_setup(role: str) -> None:
+def _child_setup(role: str, stop: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher owns Ctrl-C
     setup_logging(logging.WARNING, role)
     dump_stacks_on_sigusr1()
+    watch_parent(stop)
+
+
+ORPHAN_GRACE_S = 60.0
+"""How long a role whose launcher died may take to stop by itself before it exits anyway."""
+
+
+def watch_parent(stop: Any, grace_s: float = ORPHAN_GRACE_S) -> threading.Thread | None:
+    """Stop this role process when its launcher dies without stopping the run (killed with
+    SIGKILL, crashed, its terminal closed): a daemon thread waits on the parent's sentinel,
+    then sets ``stop`` (the role shuts down as after Ctrl-C: the trainer writes its last
+    checkpoint) and exits the process if it still runs ``grace_s`` later. Without it, the roles
+    of a killed launcher would go on forever, holding the port and the CPU. None (no thread)
+    in a process that multiprocessing did not start."""
+    parent = mp.parent_process()
+    if parent is None:
+        return None
+
+    def watch() -> None:
+        wait_for([parent.sentinel])
+        logging.getLogger(__name__).warning(
+            "the launcher (pid %s) is gone without stopping the run: stopping", parent.pid
+        )
+        stop.set()
+        time.sleep(grace_s)
+        os._exit(3)
+
+    thread = threading.Thread(target=watch, name="watch-launcher", daemon=True)
+    thread.start()
+    return thread
 
 
 def dump_stacks_on_sigusr1() -> None:
@@ -118,7 +150,7 @@ def _server_main(
     data: dict[str, Any], stop: Any, report: Connection, port: int, token: str
 ) -> None:
     """Bind first, then tell the parent the port (or why not): nobody can take it between."""
-    _child_setup("server")
+    _child_setup("server", stop)
     from tmrl2.roles.server import Server
 
     try:
@@ -148,7 +180,7 @@ def _trainer_main(
     token: str,
     samples: Any,
 ) -> None:
-    _child_setup("trainer")
+    _child_setup("trainer", stop)
     from tmrl2.roles.trainer import run_trainer
 
     def on_report(metrics: dict[str, Any]) -> None:
@@ -159,7 +191,7 @@ def _trainer_main(
 
 
 def _evaluator_main(data: dict[str, Any], run_dir: str, stop: Any, started: float) -> None:
-    _child_setup(EVALUATOR)
+    _child_setup(EVALUATOR, stop)
     from tmrl2.roles.evaluator import lower_priority, run_evaluator
 
     lower_priority()
@@ -167,7 +199,7 @@ def _evaluator_main(data: dict[str, Any], run_dir: str, stop: Any, started: floa
 
 
 def _worker_main(data: dict[str, Any], address: str, stop: Any, index: int, token: str) -> None:
-    _child_setup(f"worker-{index}")
+    _child_setup(f"worker-{index}", stop)
     from tmrl2.roles.worker import run_worker
 
     run_worker(load_config(data=data), address, stop, index, run_token=token)
