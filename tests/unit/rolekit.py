@@ -11,6 +11,7 @@ brings a new server session (credit and state gone) and welcomes every client ag
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ from tmrl2.memory.batch import Batch
 from tmrl2.net.codec import Message
 from tmrl2.net.errors import NetTimeout
 from tmrl2.roles.chunks import wire_spec
-from tmrl2.roles.components import build_algorithm, build_memory, build_model
-from tmrl2.roles.trainer import Trainer
+from tmrl2.roles.components import build_memory, build_model
+from tmrl2.roles.trainer import Trainer, build_learner
 from tmrl2.roles.worker import Worker
 
 torch.set_num_threads(1)  # the roles' setting; two threads fight the other tests on 2 cores
@@ -227,17 +228,23 @@ class FakeLearner:
 def make_trainer(
     config: Config,
     hub: FakeHub,
-    clock: FakeClock | None = None,
+    clock: Callable[[], float] | None = None,
     run_dir: Path | None = None,
     resume: bool = False,
     real_learner: bool = False,
 ) -> Trainer:
+    """A trainer on the hub, for :class:`TinyEnv`; ``real_learner``: the configured
+    algorithm with its exploration and world-model wrappers, as ``build_trainer`` wires them
+    (else a :class:`FakeLearner`); ``clock``: a :class:`FakeClock` by default."""
     env = TinyEnv()
     assert isinstance(env.action_space, gym.spaces.Box)
     torch.manual_seed(0)
     model = build_model(config, env.observation_space, env.action_space)
     device = torch.device("cpu")
-    learner = build_algorithm(config, model, device) if real_learner else FakeLearner(model)
+    if real_learner:
+        learner = build_learner(config, model, env.observation_space, env.action_space, device)
+    else:
+        learner = FakeLearner(model)
     return Trainer(
         config,
         memory=build_memory(config, env.observation_space, env.action_space, device),

@@ -3,13 +3,15 @@ logged, evaluated or stored, and the exploration state through a trainer's check
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rolekit
 import torch
 from gymnasium import spaces
-from rolekit import FakeHub, TinyEnv, make_worker, run_together, tiny_config
+from rolekit import FakeHub, make_worker, run_together, tiny_config
 from torch import nn
 
 from tmrl2.algos.networks import MLPConfig, SquashedGaussianActor
@@ -17,10 +19,8 @@ from tmrl2.algos.policy import actor_weights, load_actor_weights
 from tmrl2.checkpoint import load_checkpoint
 from tmrl2.config.schema import Config
 from tmrl2.exploration.base import build_actor_noise
-from tmrl2.exploration.learner import ExploringLearner, wrap_learner
+from tmrl2.exploration.learner import ExploringLearner
 from tmrl2.exploration.param_noise import ParamNoise, ParamNoiseConfig
-from tmrl2.roles.chunks import wire_spec
-from tmrl2.roles.components import build_algorithm, build_memory, build_model
 from tmrl2.roles.trainer import Trainer
 from tmrl2.roles.worker import Worker
 
@@ -109,26 +109,9 @@ def noisy_worker(config: Config, hub: FakeHub, name: str = "worker") -> Worker:
 def make_trainer(
     config: Config, hub: FakeHub, run_dir: Path | None = None, resume: bool = False
 ) -> Trainer:
-    """rolekit's trainer with a real SAC, wrapped as ``build_trainer`` does."""
-    env = TinyEnv()
-    torch.manual_seed(0)
-    model = build_model(config, env.observation_space, env.action_space)
-    device = torch.device("cpu")
-    learner = build_algorithm(config, model, device)
-    learner = wrap_learner(
-        config.exploration, learner, env.observation_space, env.action_space, device
-    )
-    return Trainer(
-        config,
-        memory=build_memory(config, env.observation_space, env.action_space, device),
-        learner=learner,
-        model=model,
-        spec=wire_spec(env.observation_space, env.action_space, compact=False),
-        connect=hub.connector("trainer", "trainer"),
-        address="fake://hub",
-        run_dir=run_dir,
-        resume=resume,
-        live=False,
+    """rolekit's trainer with the real, wrapped learner (``build_learner``), on real time."""
+    return rolekit.make_trainer(
+        config, hub, clock=time.monotonic, run_dir=run_dir, resume=resume, real_learner=True
     )
 
 

@@ -3,18 +3,18 @@ that plan (``explore``), metrics, a prioritized memory, and a resumed trainer.""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import rolekit
 import torch
-from rolekit import FakeHub, TinyEnv, make_worker, run_together, tiny_config
+from rolekit import FakeHub, make_worker, run_together, tiny_config
 
 from tmrl2.config.schema import Config
-from tmrl2.roles.chunks import wire_spec
-from tmrl2.roles.components import build_algorithm, build_memory, build_model
 from tmrl2.roles.trainer import Trainer
 from tmrl2.roles.worker import Worker
 from tmrl2.worldmodel.explore import build_mpc_explorer
-from tmrl2.worldmodel.learner import WorldModelLearner, wrap_world_model
+from tmrl2.worldmodel.learner import WorldModelLearner
 
 WM = [
     "world_model.kind=mbpo",
@@ -30,25 +30,9 @@ WM = [
 def make_trainer(
     config: Config, hub: FakeHub, run_dir: Path | None = None, resume: bool = False
 ) -> Trainer:
-    """rolekit's trainer with a real SAC, wrapped as ``build_trainer`` does."""
-    env = TinyEnv()
-    torch.manual_seed(0)
-    model = build_model(config, env.observation_space, env.action_space)
-    device = torch.device("cpu")
-    learner = build_algorithm(config, model, device)
-    obs_space, action_space = env.observation_space, env.action_space
-    learner = wrap_world_model(config.world_model, learner, model, obs_space, action_space, device)
-    return Trainer(
-        config,
-        memory=build_memory(config, obs_space, action_space, device),
-        learner=learner,
-        model=model,
-        spec=wire_spec(obs_space, action_space, compact=False),
-        connect=hub.connector("trainer", "trainer"),
-        address="fake://hub",
-        run_dir=run_dir,
-        resume=resume,
-        live=False,
+    """rolekit's trainer with the real, wrapped learner (``build_learner``), on real time."""
+    return rolekit.make_trainer(
+        config, hub, clock=time.monotonic, run_dir=run_dir, resume=resume, real_learner=True
     )
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
 
 from tmrl2.config.load import dump_config
@@ -523,6 +524,31 @@ class Trainer:
         )
 
 
+def build_learner(
+    config: Config,
+    model: ActorCritic,
+    obs_space: gym.Space[Any],
+    action_space: gym.Space[Any],
+    device: torch.device,
+) -> Learner:
+    """The configured algorithm for ``model``, wrapped by the exploration bonus (RND/ICM: in
+    the critic target, trained on the sampled batches; docs/exploration.md) and the world model
+    (ensemble dynamics, model rollouts in the batches, MPC; docs/world_model.md), in that
+    order: the trainer's one learner."""
+    learner = build_algorithm(config, model, device)
+    learner = wrap_learner(config.exploration, learner, obs_space, action_space, device)
+    return wrap_world_model(
+        config.world_model,
+        learner,
+        model,
+        obs_space,
+        action_space,
+        device,
+        gamma=float(getattr(config.algorithm, "gamma", 0.99)),
+        seed=config.run.seed,
+    )
+
+
 def build_trainer(
     config: Config,
     address: str,
@@ -545,21 +571,7 @@ def build_trainer(
     obs_space, action_space = env.observation_space, env.action_space
     env.close()
     model = build_model(config, obs_space, action_space)
-    learner = build_algorithm(config, model, device)
-    # RND/ICM: a bonus in the critic target, trained on the sampled batches (docs/exploration.md)
-    learner = wrap_learner(config.exploration, learner, obs_space, action_space, device)
-    # world_model: ensemble dynamics, model rollouts in the batches, MPC (docs/world_model.md)
-    gamma = float(getattr(config.algorithm, "gamma", 0.99))
-    learner = wrap_world_model(
-        config.world_model,
-        learner,
-        model,
-        obs_space,
-        action_space,
-        device,
-        gamma=gamma,
-        seed=config.run.seed,
-    )
+    learner = build_learner(config, model, obs_space, action_space, device)
     memory = build_memory(config, obs_space, action_space, device)
     stop = stop or NeverStop()
     return Trainer(
