@@ -125,11 +125,15 @@ def test_driving_on_is_not_stuck_but_hits_the_step_limit() -> None:
     assert steps[-1][4]["race_time_ms"] == 50 * 50
 
 
-def test_end_on_wall_truncates_at_the_first_contact() -> None:
+def test_end_on_wall_terminates_at_the_first_contact() -> None:
+    """A crash is a terminal state (``terminated``, not ``truncated``: nothing is bootstrapped
+    beyond it), and it is no finish: no lap time, ``finished`` false."""
     env = SimEnv(SimEnvConfig(end_on_wall=True))
     env.reset(seed=0)
     steps = run(env, lambda e: np.array([1.0, 0.0, 1.0], np.float32), 200)
-    assert steps[-1][3] and steps[-1][4]["wall_contact"]
+    *_, terminated, truncated, info = steps[-1]
+    assert terminated and not truncated and info["wall_contact"]
+    assert not info["finished"] and "lap_time_s" not in info
     assert not any(step[4]["wall_contact"] for step in steps[:-1])
 
 

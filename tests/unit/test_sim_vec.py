@@ -61,8 +61,14 @@ KNOBS = DomainRandomization(
 )
 
 
-@pytest.mark.parametrize("knobs", [DomainRandomization(), KNOBS], ids=["plain", "randomized"])
-def test_cars_drive_the_episodes_of_simenvs_seeded_alike(knobs: DomainRandomization) -> None:
+@pytest.mark.parametrize(
+    ("knobs", "end_on_wall"),
+    [(DomainRandomization(), False), (KNOBS, False), (DomainRandomization(), True)],
+    ids=["plain", "randomized", "end_on_wall"],
+)
+def test_cars_drive_the_episodes_of_simenvs_seeded_alike(
+    knobs: DomainRandomization, end_on_wall: bool
+) -> None:
     """Car i seeded s_i: the observations, ends, lap times and telemetry of a SimEnv reset
     with seed s_i, episode after episode (tracks drawn, randomization drawn per episode)."""
     cfg = SimEnvConfig(
@@ -71,6 +77,7 @@ def test_cars_drive_the_episodes_of_simenvs_seeded_alike(knobs: DomainRandomizat
         preview_points=4,
         max_episode_steps=60,
         randomization=knobs,
+        end_on_wall=end_on_wall,
     )
     seeds = [11, 12, 13, 14]
     batch = SimBatch(len(seeds), cfg, seeds)

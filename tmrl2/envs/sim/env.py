@@ -273,10 +273,11 @@ class SimEnv(gym.Env[Obs, np.ndarray]):
             else:  # the same number as ever (steps times the step, not a running sum)
                 lap = ((self._steps - 1) + frac) * self._dt_s
             info["lap_time_s"] = self._lap_s = lap
-        truncated = not finished and (
-            self._steps >= self._cap or (cfg.end_on_wall and wall_contact)
-        )
-        return self._obs(), 0.0, finished, truncated, info
+        # a crash that ends the episode is terminal (no value beyond it), not a time limit:
+        # bootstrapping through it would pay a per-step bonus (RND, ICM) for seeking walls
+        crashed = cfg.end_on_wall and wall_contact and not finished
+        truncated = not finished and not crashed and self._steps >= self._cap
+        return self._obs(), 0.0, finished or crashed, truncated, info
 
     def respawn(self) -> tuple[Obs, dict[str, Any]]:
         """Put the car back, standing still on the centerline, at the last checkpoint passed

@@ -268,8 +268,8 @@ class SimBatch:
         """Advance every car one step with its action (rows of ``(n, 3)``).
 
         Returns ``(obs, terminated, truncated, lap_time_s)``: ``terminated`` where a car
-        crossed the finish (``lap_time_s`` its lap, NaN elsewhere), ``truncated`` at the
-        episode cap (or a wall with ``end_on_wall``). The telemetry of the step is in
+        crossed the finish (``lap_time_s`` its lap, NaN elsewhere) or, with ``end_on_wall``,
+        touched a wall; ``truncated`` at the episode cap. The telemetry of the step is in
         :meth:`telemetry` / :meth:`infos`. Cars are not reset here.
         """
         cfg, n = self.config, self.n
@@ -316,9 +316,11 @@ class SimBatch:
             lap[f] = np.where(self._jitter[f] > 0.0, jittered, plain)
             self.lap_s[f] = lap[f]
         truncated = ~finished & (self.steps >= self.caps)
-        if cfg.end_on_wall:
-            truncated |= ~finished & self.contact
-        return self._obs(), finished, truncated, lap
+        terminated = finished
+        if cfg.end_on_wall:  # a crash is terminal, as SimEnv.step says why
+            crashed = ~finished & self.contact
+            terminated, truncated = finished | crashed, truncated & ~crashed
+        return self._obs(), terminated, truncated, lap
 
     def _step_cars(self, controls: np.ndarray, durations: np.ndarray) -> None:
         """The physics of every car, one kernel call per track in use."""
