@@ -206,6 +206,44 @@ def test_a_resumed_trainer_restores_the_exploration_module(tmp_path: Path) -> No
     resumed.finish()
 
 
+def test_a_resumed_run_gives_new_workers_the_adapted_noise_scale(tmp_path: Path) -> None:
+    """The worker-side module's state (parameter noise's adapted sigma) goes through the
+    trainer's checkpoint: a resumed trainer sends it in its state, and a new worker starts
+    from it instead of ``initial_std``; a worker that has adapted keeps its own."""
+    config = tiny_config(
+        "exploration.kind=param_noise",
+        "exploration.adapt_every_steps=5",
+        "exploration.target_distance=0.5",  # far above what 0.05 gives: sigma grows
+    )
+    hub = FakeHub()
+    trainer = make_trainer(config, hub, run_dir=tmp_path)
+    worker = noisy_worker(config, hub)
+    trainer.start()
+    worker.start()
+    run_together(trainer, [worker], 200)
+    trainer.finish()
+    worker.finish()
+    assert isinstance(worker.noise, ParamNoise)
+    adapted = trainer.explore["noise_std"]
+    assert adapted > config.exploration.initial_std  # type: ignore[attr-defined]
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["explore"]["noise_std"] == adapted
+
+    hub = FakeHub()
+    resumed = make_trainer(config, hub, run_dir=tmp_path, resume=True)
+    fresh = noisy_worker(config, hub, "fresh")
+    assert isinstance(fresh.noise, ParamNoise)
+    assert fresh.noise.std == config.exploration.initial_std  # type: ignore[attr-defined]
+    resumed.start()
+    fresh.start()
+    run_together(resumed, [fresh], 3)  # the state arrives before its first adaptation
+    assert fresh.noise.distance is None and fresh.noise.std == adapted
+    run_together(resumed, [fresh], 20)
+    assert fresh.noise.distance is not None  # adapted: a later state changes nothing
+    assert not fresh.noise.restore({"noise_std": 0.01})
+    resumed.finish()
+    fresh.finish()
+
+
 def test_every_worker_kind_is_built_with_its_noise_and_the_cars_share_it() -> None:
     from rolekit import make_trainer as make_fake_trainer
 

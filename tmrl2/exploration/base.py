@@ -157,7 +157,10 @@ class ActorNoise(Protocol):
         ...
 
     def stats(self) -> dict[str, float]:
-        """Values to log (they travel in the episode records, key ``exploration``)."""
+        """Values to log (they travel in the episode records, key ``exploration``). The
+        trainer keeps the latest in its checkpoint and sends them back in its ``state``: an
+        optional ``restore(values) -> bool`` method receives them once, at the worker's start
+        (how :class:`~tmrl2.exploration.param_noise.ParamNoise` keeps its adapted scale)."""
         ...
 
 
@@ -181,10 +184,10 @@ MAX_STATS = 16
 """Most worker-side exploration values taken from one episode record."""
 
 
-def episode_stats(record: Mapping[str, Any]) -> dict[str, float]:
+def episode_stats(record: Mapping[str, Any], prefix: str = "explore/") -> dict[str, float]:
     """The worker-side exploration values of an episode record (its ``exploration`` map),
-    as ``explore/<name>`` metrics; anything but a finite number under a short name is left
-    out (records come from peers: stats, not data)."""
+    as ``<prefix><name>`` metrics; anything but a finite number under a short name is left
+    out (records and states come from peers: stats, not data)."""
     values = record.get("exploration")
     if not isinstance(values, Mapping):
         return {}
@@ -192,5 +195,5 @@ def episode_stats(record: Mapping[str, Any]) -> dict[str, float]:
     for name, value in list(values.items())[:MAX_STATS]:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if ok and isinstance(name, str) and len(name) <= 64 and np.isfinite(value):
-            out[f"explore/{name}"] = float(value)
+            out[f"{prefix}{name}"] = float(value)
     return out

@@ -176,6 +176,19 @@ class ParamNoise:
         self.std = min(max(std, STD_LIMITS[0]), STD_LIMITS[1])
         self.weights_changed()
 
+    def restore(self, values: Mapping[str, float]) -> bool:
+        """Start from the scale the run had reached (``values``: the ``noise_std`` the
+        trainer last saw, kept in its checkpoint and sent in its state), so that a worker
+        started by a resumed run, or restarted, does not adapt again from ``initial_std``. Only
+        before this worker's first adaptation (later its own measure knows better); whether it
+        was applied."""
+        std = values.get("noise_std")
+        if self.distance is not None or not isinstance(std, float) or not math.isfinite(std):
+            return False
+        self.std = min(max(std, STD_LIMITS[0]), STD_LIMITS[1])
+        self.weights_changed()
+        return True
+
     def stats(self) -> dict[str, float]:
         """``noise_std`` (sigma) and, once measured, ``noise_distance``."""
         out = {"noise_std": float(self.std)}

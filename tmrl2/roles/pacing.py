@@ -42,8 +42,10 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from tmrl2.exploration.base import episode_stats
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ class TrainerState:
     """The trainer's ratio (0: unknown, the worker does not pace)."""
     ahead: float = 0.0
     """Samples the trainer holds beyond what its ratio has consumed."""
+    explore: dict[str, float] = field(default_factory=dict)
+    """The workers' exploration values the trainer last saw or restored (``noise_std``):
+    a new worker starts from them (``ActorNoise.stats``)."""
 
     @staticmethod
     def from_meta(meta: Mapping[str, Any]) -> TrainerState | None:
@@ -82,6 +87,7 @@ class TrainerState:
                 weights_version=int(meta.get("weights_version", 0)),
                 updates_per_step=float(meta.get("updates_per_step", 0.0)),
                 ahead=float(meta.get("ahead", 0.0)),
+                explore=episode_stats({"exploration": meta.get("explore")}, prefix=""),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -98,6 +104,7 @@ class TrainerState:
             "weights_version": self.weights_version,
             "updates_per_step": self.updates_per_step,
             "ahead": self.ahead,
+            **({"explore": dict(self.explore)} if self.explore else {}),
         }
 
 

@@ -154,6 +154,9 @@ class Trainer:
         """Per-track episodes, finish rate, best lap and lap/reference ratio."""
         self._tracks_changed = False
         self.last_episode: dict[str, Any] | None = None
+        self.explore: dict[str, float] = {}
+        """The workers' latest exploration values (``noise_std``): checkpointed, and sent in
+        the state so that a new worker starts from them."""
         self.returns = ReturnStats()
         """Every episode's return: per log window (none dropped) and the recent ones."""
         self.budget = UpdateBudget(self.cfg.updates_per_step)
@@ -391,6 +394,7 @@ class Trainer:
         for episode in chunk.episodes:
             c["episodes"] += 1
             self.last_episode = episode
+            self.explore = episode_stats(episode, prefix="") or self.explore
             self.returns.add(episode.get("return"))
             if "progress_frac" in episode:  # a racing env's episode (telemetry)
                 self.track_stats.add(episode)
@@ -449,6 +453,7 @@ class Trainer:
             weights_version=self.counters["weights_version"],
             updates_per_step=self.cfg.updates_per_step,
             ahead=self.budget.ahead(self.counters["updates"], self.counters["samples"]),
+            explore=self.explore,
         )
         self.outbox.put_state(state.meta())
 
@@ -502,6 +507,7 @@ class Trainer:
             "best_lap_s": self.best_lap_s,
             "tracks": self.track_stats.state(),
             "elapsed_s": self._elapsed(),
+            "explore": dict(self.explore),
             "config": dump_config(self.config),
         }
         if self.folder.save(payload, self.memory):
@@ -519,6 +525,7 @@ class Trainer:
         self.best_lap_s = payload.get("best_lap_s")
         self.track_stats.restore(payload.get("tracks"))
         self.elapsed_before_s = float(payload.get("elapsed_s", 0.0))
+        self.explore = episode_stats({"exploration": payload.get("explore")}, prefix="")
         log.info(
             "resumed at %d updates, %d samples", self.counters["updates"], self.counters["samples"]
         )

@@ -98,6 +98,7 @@ class Worker:
         self.env, self.actor = env, actor
         self.actor.eval()
         self.noise = noise
+        self._noise_restored = False
         self.mpc = mpc
         assert isinstance(env.action_space, gym.spaces.Box), "actions must be a Box"
         self.chunk = ChunkBuilder(
@@ -254,7 +255,18 @@ class Worker:
                 state = TrainerState.from_meta(msg.meta)
                 if state is not None:
                     self.pacer.on_state(state, self.steps)
+                    self._restore_noise(state.explore)
             msg = self.client.recv(timeout_ms=0)
+
+    def _restore_noise(self, values: dict[str, float]) -> None:
+        """Once per worker process: the run's exploration values (the adapted noise scale)
+        for a noise that takes them (``restore``, optional in ``ActorNoise``)."""
+        if self._noise_restored or not values or self.noise is None:
+            return
+        self._noise_restored = True
+        restore = getattr(self.noise, "restore", None)
+        if callable(restore) and restore(values):
+            log.info("exploration restored from the trainer's state: %s", values)
 
     def _chunk_meta(self) -> dict[str, Any]:
         """Extra meta of each chunk (a vectorized worker's ``cars``)."""
