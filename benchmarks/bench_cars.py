@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from timing import print_machine  # noqa: E402
+
 from tmrl2.envs.sim.autopilot import Autopilot
 from tmrl2.envs.sim.car import Car, CarParams, car_params
 from tmrl2.envs.sim.reference import reference_lap_time_s, top_speed_ms
@@ -65,6 +67,7 @@ def main() -> None:
         "--tracks", nargs="+", default=["default", "alpine", "rally", "ring", "stadium"]
     )
     args = parser.parse_args()
+    print_machine()  # CPU model and flags, ceilings measured now: figures compare across machines
     laps: dict[str, dict[str, float | None]] = {}
     for name in args.cars:
         params = car_params(name)

@@ -41,6 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import chaoskit  # noqa: E402
+from timing import print_machine  # noqa: E402
 
 KIT = str(Path(__file__).resolve().parent / "chaoskit.py")
 RSS_EVERY_S = 5.0
@@ -509,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args(argv)
+    print_machine()  # CPU model and flags, ceilings measured now: figures compare across machines
     root = Path(tempfile.mkdtemp(prefix="bench_chaos-"))
     try:
         result = chaos(args, root)

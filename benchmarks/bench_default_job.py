@@ -32,6 +32,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from timing import print_machine  # noqa: E402
+
 HERE = Path(__file__).resolve().parents[1]
 
 
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=90.0)
     args = parser.parse_args(argv)
+    print_machine()  # CPU model and flags, ceilings measured now: figures compare across machines
     print(f"this: {HERE} {args.set_both + args.set_this}")
     print(f"base: {args.base} {args.set_both + args.set_base}", flush=True)
     if not (args.base / "tmrl2" / "__init__.py").is_file():

@@ -31,6 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from timing import print_machine  # noqa: E402
+
 HERE = Path(__file__).resolve().parents[1]
 TARGET = 0.95
 """Updates/s with evaluation on, as a fraction of without: the issue's bound."""
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], help="another override for both sides"
     )
     args = parser.parse_args(argv)
+    print_machine()  # CPU model and flags, ceilings measured now: figures compare across machines
     print(
         f"{args.rounds} rounds of {args.minutes:g} min per side; evaluation every "
         f"{args.eval_every_min:g} min / {args.eval_every_updates} updates (0: off), "

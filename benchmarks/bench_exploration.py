@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from timing import machine  # noqa: E402
+from timing import machine, print_machine  # noqa: E402
 
 KINDS = ("none", "rnd", "icm", "param_noise")
 QUICK = {"steps": 1500, "dense_seconds": 6.0, "seeds": [0]}
@@ -132,9 +132,15 @@ def main() -> int:
     if args.quick:
         steps, dense_s, seeds = QUICK["steps"], QUICK["dense_seconds"], QUICK["seeds"]
         extra = QUICK_SETS + extra
-    print(f"machine: {machine()}")
+    ceilings = print_machine()  # CPU model and flags, ceilings measured now
     out = args.out or Path(tempfile.mkdtemp(prefix="tmrl2_bench_exploration_"))
-    results: dict[str, Any] = {"machine": machine(), "steps": steps, "sparse": {}, "dense": {}}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "ceilings": ceilings,
+        "steps": steps,
+        "sparse": {},
+        "dense": {},
+    }
     start = time.monotonic()
     for seed in seeds:  # seed-major: a cut-short benchmark still has every kind's first seeds
         for kind in args.kinds:

@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from timing import machine  # noqa: E402
+from timing import machine, print_machine  # noqa: E402
 
 from tmrl2.envs.sim.track import known_tracks  # noqa: E402
 from tmrl2.envs.sim.tracklist import expand_tracks  # noqa: E402
@@ -112,7 +112,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    print(f"machine: {machine()}")
+    ceilings = print_machine()  # CPU model and flags, ceilings measured now
     overrides = list(args.overrides) + (NO_RANDOMIZATION if args.no_randomization else [])
     run_dir = args.eval_only or train(args.config, args.minutes, overrides, args.out)
     config, actor = load_policy(run_dir, trust_config=True)
@@ -128,7 +128,12 @@ def main() -> int:
         "unseen generated tracks": unseen,
         "bundled": known_tracks(),
     }
-    results: dict[str, Any] = {"run_dir": str(run_dir), "machine": machine(), "sets": {}}
+    results: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "machine": machine(),
+        "ceilings": ceilings,
+        "sets": {},
+    }
     for title, tracks in sets.items():
         episodes = evaluate(config, actor, 1, tracks=tracks)
         results["sets"][title] = {

@@ -53,7 +53,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from timing import machine  # noqa: E402
+from timing import machine, print_machine  # noqa: E402
 
 from tmrl2.config.load import load_config  # noqa: E402
 from tmrl2.config.schema import Config  # noqa: E402
@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out = args.out or Path(tempfile.mkdtemp(prefix=f"tmrl2_bench_gym_{args.task}_{stamp}_"))
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {machine()}")
+    ceilings = print_machine()  # CPU model and flags, ceilings measured now
     print(f"task: {args.task} ({task.config.relative_to(ROOT)}), {steps} env steps per run")
     if steps < task.steps:
         print(
@@ -613,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     result: dict[str, Any] = {
         "machine": machine(),
+        "ceilings": ceilings,
         "task": args.task,
         "config": str(task.config.relative_to(ROOT)),
         "steps": steps,

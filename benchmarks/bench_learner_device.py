@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import torch
 from bench_learner import ACTION_SPACE, OBS_SPACE, image_batch, random_chunk
-from timing import rate
+from timing import print_machine, rate
 from torch import nn
 
 from tmrl2.algos import sac as sac_module
@@ -89,6 +89,7 @@ def main() -> None:
         "--amp-on-cpu", action="store_true", help="run the AMP paths on a CPU (a dry run)"
     )
     args = parser.parse_args()
+    print_machine()  # CPU model and flags, ceilings measured now: figures compare across machines
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.amp_on_cpu:

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from timing import print_machine  # noqa: E402
+
 from tmrl2.telemetry.sinks import JsonlSink, Sink, TensorBoardSink, close_all, write_all
 
 LOG_EVERY_S = 1.0
@@ -151,6 +153,7 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=2000, help="reports per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (medians)")
     args = parser.parse_args()
+    print_machine()  # CPU model and flags, ceilings measured now: figures compare across machines
     # W&B stays offline, quiet and in the temporary folders whatever the environment says
     os.environ.update(
         WANDB_MODE="offline",

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from timing import print_machine, rate
+from timing import print_machine, rate, sim_kernel_ceiling
 
 from tmrl2.envs.sim.autopilot import Autopilot, drive_lap
 from tmrl2.envs.sim.env import SimEnv, SimEnvConfig
@@ -149,34 +149,6 @@ def realtime(seconds: float) -> None:
     )
 
 
-def kernel_ceiling(rounds: int) -> float:
-    """The ceiling the sim's figures are a fraction of, measured now: car-steps/s of the
-    compiled physics and LIDAR alone (``kernels.step_cars_scan_each``, 256 cars per call,
-    random controls, one thread), with no Python, numpy or dispatch around them. It scales with
-    the core's scalar speed as the figures do, so the fractions compare across machines."""
-    from tmrl2.envs.sim import kernels
-    from tmrl2.envs.sim.vec import SimBatch
-
-    n = 256
-    batch = SimBatch(n, SimEnvConfig())
-    batch.reset()
-    rng = np.random.default_rng(0)
-    controls = np.abs(rng.uniform(-1.0, 1.0, (n, 3)))
-    controls[:, 2] -= 0.5
-    kit, cfg = batch.kit(0), batch.config
-    states = batch.states.copy()
-    durations = np.full(n, cfg.time_step_ms / 1000.0)
-
-    def call() -> None:
-        kernels.step_cars_scan_each(
-            states, controls, durations, batch.params, kit.table, batch.contact, batch.angles,
-            batch._lookup, float(cfg.lidar_range_m), kit.ahead, kit.behind, kit.walls,
-            batch._lidar,
-        )  # fmt: skip
-
-    return rate(call, 50, rounds) * n
-
-
 def stepper(batch: Any, actions: np.ndarray) -> Callable[[], None]:
     """One batch step per call with the next of ``actions`` (cycled); ended cars are reset."""
     cycle = itertools.cycle(actions)
@@ -233,7 +205,7 @@ def main() -> None:
     args = parser.parse_args()
     # the kernels are scalar numba loops: a 2x faster core is 2x faster here, whatever AVX
     print_machine()
-    ceiling = kernel_ceiling(args.rounds)
+    ceiling = sim_kernel_ceiling(args.rounds)
     print(
         f"kernel ceiling now: {ceiling:,.0f} car-steps/s (compiled physics + LIDAR alone, "
         "256 cars per call, 1 thread); figures below are also given as a fraction of it"

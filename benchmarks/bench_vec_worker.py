@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from timing import print_machine, sim_kernel_ceiling  # noqa: E402
+
 HERE = Path(__file__).resolve().parents[1]
 WARMUP_S = 4.0
 """Periods starting earlier than this after the first sample are not counted."""
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="per run, warm-up included")
     parser.add_argument("--quick", action="store_true", help="one round of 12 s runs")
     args = parser.parse_args(argv)
+    print_machine()  # CPU model and flags, ceilings measured now: figures compare across machines
+    ceiling = sim_kernel_ceiling()
+    print(f"sim kernel ceiling now: {ceiling:,.0f} car-steps/s (physics + LIDAR alone, 1 thread)")
     if args.quick:
         args.rounds, args.seconds = 1, 12.0
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}", flush=True)
@@ -111,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     medians = {n: statistics.median(v) for n, v in got.items()}
     print("\nsamples/s reaching the trainer, one worker process (median of rounds):")
     for n, value in medians.items():
-        print(f"  N={n:>3}: {value:8.0f}   rounds: {', '.join(f'{v:.0f}' for v in got[n])}")
+        print(
+            f"  N={n:>3}: {value:8.0f} ({value / ceiling:.3f} of the sim kernel ceiling)   "
+            f"rounds: {', '.join(f'{v:.0f}' for v in got[n])}"
+        )
     low, high = min(medians), max(medians)
     if medians[low] > 0:
         print(f"ratio N={high} / N={low}: {medians[high] / medians[low]:.1f}x")

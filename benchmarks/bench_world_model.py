@@ -42,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from timing import machine  # noqa: E402
+from timing import machine, print_machine  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
     "sac": [],
@@ -157,9 +157,14 @@ def main() -> int:
     if args.quick:
         steps, seeds, heldout = QUICK["steps"], QUICK["seeds"], QUICK["heldout_steps"]
         extra = QUICK_SETS + extra
-    print(f"machine: {machine()}")
+    ceilings = print_machine()  # CPU model and flags, ceilings measured now
     out = args.out or Path(tempfile.mkdtemp(prefix="tmrl2_bench_world_model_"))
-    results: dict[str, Any] = {"machine": machine(), "steps": steps, "runs": {}}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "ceilings": ceilings,
+        "steps": steps,
+        "runs": {},
+    }
     start = time.monotonic()
     rows_of: dict[str, list[dict[str, Any]]] = {}
     for seed in seeds:  # seed-major: a cut-short benchmark still has every variant's first seeds

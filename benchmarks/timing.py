@@ -226,3 +226,32 @@ def rate(fn: Callable[[], object], calls: int, rounds: int) -> float:
             fn()
         rates.append(calls / (time.perf_counter() - start))
     return statistics.median(rates)
+
+
+def sim_kernel_ceiling(rounds: int = 3) -> float:
+    """The ceiling the sim's figures are a fraction of, measured now: car-steps/s of the
+    compiled physics and LIDAR alone (``kernels.step_cars_scan_each``, 256 cars per call,
+    random controls, one thread), with no Python, numpy or dispatch around them. It scales with
+    the core's scalar speed as the figures do, so the fractions compare across machines."""
+    from tmrl2.envs.sim import kernels
+    from tmrl2.envs.sim.env import SimEnvConfig
+    from tmrl2.envs.sim.vec import SimBatch
+
+    n = 256
+    batch = SimBatch(n, SimEnvConfig())
+    batch.reset()
+    rng = np.random.default_rng(0)
+    controls = np.abs(rng.uniform(-1.0, 1.0, (n, 3)))
+    controls[:, 2] -= 0.5
+    kit, cfg = batch.kit(0), batch.config
+    states = batch.states.copy()
+    durations = np.full(n, cfg.time_step_ms / 1000.0)
+
+    def call() -> None:
+        kernels.step_cars_scan_each(
+            states, controls, durations, batch.params, kit.table, batch.contact, batch.angles,
+            batch._lookup, float(cfg.lidar_range_m), kit.ahead, kit.behind, kit.walls,
+            batch._lidar,
+        )  # fmt: skip
+
+    return rate(call, 50, rounds) * n
