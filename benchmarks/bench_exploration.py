@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,37 +36,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from runkit import QUICK_SETS, read_metrics, train  # noqa: E402
 from timing import machine, print_machine  # noqa: E402
 
 KINDS = ("none", "rnd", "icm", "param_noise")
 QUICK = {"steps": 1500, "dense_seconds": 6.0, "seeds": [0]}
-QUICK_SETS = ["trainer.start_samples=500", "worker.random_steps=500", "run.log_every_s=0.5"]
-"""A smoke run's settings: updates start early so that every code path runs."""
-COMMON_SETS = ["run.eval_episodes=0", "run.eval_every_min=0", "server.port=0"]
-
-
-def train(config: Path, sets: list[str], run_dir: Path, bound: list[str], reuse: bool) -> int:
-    """One ``tmrl2 train`` into ``run_dir``; its exit code. With ``reuse``, a run folder
-    that already holds a finished run (its ``summary.json``) is read back, not run again."""
-    if reuse and (run_dir / "summary.json").is_file():
-        print(f"reusing {run_dir}", flush=True)
-        return 0
-    cmd = [sys.executable, "-m", "tmrl2", "train", "--config", str(config)]
-    cmd += [*bound, "--run-dir", str(run_dir)]
-    for item in [*COMMON_SETS, *sets]:
-        cmd += ["--set", item]
-    print("$", " ".join(cmd[2:]), flush=True)
-    done = subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(done.stderr[-2000:], file=sys.stderr)
-    return done.returncode
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def sparse_result(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from runkit import QUICK_SETS, read_metrics, train  # noqa: E402
 from timing import machine, print_machine  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
@@ -50,36 +50,10 @@ VARIANTS: dict[str, list[str]] = {
     "rollouts+mpc": ["world_model.kind=mbpo"],  # + world_model.mpc.mode=<--mpc-mode>
 }
 QUICK = {"steps": 1500, "seeds": [0], "heldout_steps": 300}
-QUICK_SETS = ["trainer.start_samples=500", "worker.random_steps=500", "run.log_every_s=0.5"]
 QUICK_MODEL_SETS = ["world_model.start_updates=50", "world_model.rollout.min_buffer=100"]
 """A smoke run's settings: updates, rollouts and planning start early so every path runs."""
-COMMON_SETS = ["run.eval_episodes=0", "run.eval_every_min=0", "server.port=0"]
 LAP_TOLERANCE = 1.05
 """A lap counts as good when it is within 5 % of plain SAC's best lap."""
-
-
-def train(config: Path, sets: list[str], run_dir: Path, steps: int, reuse: bool) -> int:
-    """One ``tmrl2 train`` of ``steps`` env steps into ``run_dir``; its exit code. With
-    ``reuse``, a folder that already holds a finished run (``summary.json``) is read back."""
-    if reuse and (run_dir / "summary.json").is_file():
-        print(f"reusing {run_dir}", flush=True)
-        return 0
-    cmd = [sys.executable, "-m", "tmrl2", "train", "--config", str(config)]
-    cmd += ["--steps", str(steps), "--run-dir", str(run_dir)]
-    for item in [*COMMON_SETS, *sets]:
-        cmd += ["--set", item]
-    print("$", " ".join(cmd[2:]), flush=True)
-    done = subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(done.stderr[-2000:], file=sys.stderr)
-    return done.returncode
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def first(rows: list[dict[str, Any]], pred: Any) -> tuple[int | None, float | None]:
@@ -175,7 +149,7 @@ def main() -> int:
                 sets.append(f"world_model.mpc.mode={args.mpc_mode}")
             if args.quick and variant != "sac":
                 sets += QUICK_MODEL_SETS
-            code = train(args.config, [*sets, *extra], run_dir, steps, args.reuse)
+            code = train(args.config, [*sets, *extra], run_dir, ["--steps", str(steps)], args.reuse)
             rows = rows_of[str(run_dir)] = read_metrics(run_dir)
             run = {"seed": seed, "exit": code, "run_dir": str(run_dir), **run_result(rows)}
             if variant != "sac" and (run_dir / "checkpoint.pt").is_file():
