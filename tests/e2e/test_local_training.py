@@ -136,26 +136,8 @@ def test_ctrl_c_stops_every_role_and_frees_the_port(tmp_path: Path) -> None:
     from tmrl2.roles.launcher import free_port
 
     port = free_port()
-    proc = subprocess.Popen(
-        _cli(
-            "train",
-            "--run-dir",
-            str(tmp_path / "run"),
-            "--set",
-            f"server.port={port}",
-            *[a for s in SMALL for a in ("--set", s)],
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _start_running(tmp_path / "run", port, subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        metrics = tmp_path / "run" / "metrics.jsonl"
-        while not (metrics.is_file() and metrics.read_text().strip()):  # a report: running
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
-            time.sleep(0.5)
         children = _children(proc.pid)
         assert len(children) >= 3
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
@@ -182,26 +164,8 @@ def test_ctrl_c_stops_every_role_and_frees_the_port(tmp_path: Path) -> None:
 def test_roles_stop_when_the_launcher_is_killed(tmp_path: Path) -> None:
     """SIGKILL of ``tmrl2 train`` itself (no Ctrl-C, no cleanup of its own): each role sees
     its launcher gone, stops as after Ctrl-C (the trainer's last checkpoint) and exits."""
-    proc = subprocess.Popen(
-        _cli(
-            "train",
-            "--run-dir",
-            str(tmp_path / "run"),
-            "--set",
-            "server.port=0",
-            *[a for s in SMALL for a in ("--set", s)],
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _start_running(tmp_path / "run", 0, subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        metrics = tmp_path / "run" / "metrics.jsonl"
-        while not (metrics.is_file() and metrics.read_text().strip()):  # a report: running
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
-            time.sleep(0.5)
         children = _children(proc.pid)
         assert len(children) >= 3
         checkpoint = tmp_path / "run" / "checkpoint.pt"
@@ -216,6 +180,36 @@ def test_roles_stop_when_the_launcher_is_killed(tmp_path: Path) -> None:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _start_running(run_dir: Path, port: int, stdout: int) -> subprocess.Popen[str]:
+    """``tmrl2 train`` (the small job) in a session of its own, returned once its first
+    report is written: every role runs. Killed if it dies or takes over 60 s."""
+    proc = subprocess.Popen(
+        _cli(
+            "train",
+            "--run-dir",
+            str(run_dir),
+            "--set",
+            f"server.port={port}",
+            *[a for s in SMALL for a in ("--set", s)],
+        ),
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    metrics = run_dir / "metrics.jsonl"
+    try:
+        while not (metrics.is_file() and metrics.read_text().strip()):  # a report: running
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+            time.sleep(0.5)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc
 
 
 def _children(pid: int) -> list[int]:
