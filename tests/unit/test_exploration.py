@@ -12,13 +12,14 @@ from gymnasium import spaces
 
 from tmrl2.checkpoint import load_checkpoint, save_checkpoint
 from tmrl2.config.load import ConfigError, load_config
-from tmrl2.exploration.base import IntrinsicConfig, episode_stats
+from tmrl2.exploration.base import IntrinsicConfig
 from tmrl2.exploration.features import RunningMeanStd
 from tmrl2.exploration.icm import ICM, ICMConfig
 from tmrl2.exploration.learner import STATE_KEY, ExploringLearner, wrap_learner
 from tmrl2.exploration.rnd import RND, RNDConfig
 from tmrl2.memory.batch import Batch
 from tmrl2.roles.components import build_algorithm, build_model
+from tmrl2.telemetry.episodes import episode_stats
 
 torch.set_num_threads(1)
 

@@ -178,22 +178,3 @@ def build_actor_noise(
     noise = component(config, actor, action_space, seed)
     check_component(noise, ActorNoise, "exploration.kind")
     return noise  # type: ignore[no-any-return]
-
-
-MAX_STATS = 16
-"""Most worker-side exploration values taken from one episode record."""
-
-
-def episode_stats(record: Mapping[str, Any], prefix: str = "explore/") -> dict[str, float]:
-    """The worker-side exploration values of an episode record (its ``exploration`` map),
-    as ``<prefix><name>`` metrics; anything but a finite number under a short name is left
-    out (records and states come from peers: stats, not data)."""
-    values = record.get("exploration")
-    if not isinstance(values, Mapping):
-        return {}
-    out: dict[str, float] = {}
-    for name, value in list(values.items())[:MAX_STATS]:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and isinstance(name, str) and len(name) <= 64 and np.isfinite(value):
-            out[f"{prefix}{name}"] = float(value)
-    return out

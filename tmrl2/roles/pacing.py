@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmrl2.exploration.base import episode_stats
+from tmrl2.telemetry.episodes import episode_stats
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,6 @@ from tmrl2.config.load import dump_config
 from tmrl2.config.schema import Config
 from tmrl2.contracts import ActorCritic, ClientTransport, Learner, ReplayMemory
 from tmrl2.envs.factory import build_env
-from tmrl2.exploration.base import episode_stats
 from tmrl2.exploration.learner import wrap_learner
 from tmrl2.memory.recorder import TrajectoryWriter, load_into
 from tmrl2.net.codec import Message
@@ -62,7 +61,7 @@ from tmrl2.roles.outbox import Outbox
 from tmrl2.roles.pacing import Clock, TrainerState, UpdateBudget, WaitLog
 from tmrl2.roles.runfolder import RunFolder
 from tmrl2.telemetry.alarms import Alarms, divergence_line, nonfinite_losses, weights_finite
-from tmrl2.telemetry.episodes import ReturnStats, TrackStats
+from tmrl2.telemetry.episodes import ReturnStats, TrackStats, episode_stats
 from tmrl2.telemetry.progress import ProgressReporter, RateMeter
 from tmrl2.telemetry.sinks import build_sinks
 from tmrl2.worldmodel.learner import wrap_world_model

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -158,3 +159,22 @@ class TrackStats:
             except (TypeError, KeyError):
                 continue
             self.rows[str(name)] = row
+
+
+MAX_STATS = 16
+"""Most worker-side exploration values taken from one episode record."""
+
+
+def episode_stats(record: Mapping[str, Any], prefix: str = "explore/") -> dict[str, float]:
+    """The worker-side exploration values of an episode record (its ``exploration`` map),
+    as ``<prefix><name>`` metrics; anything but a finite number under a short name is left
+    out (records and states come from peers: stats, not data)."""
+    values = record.get("exploration")
+    if not isinstance(values, Mapping):
+        return {}
+    out: dict[str, float] = {}
+    for name, value in list(values.items())[:MAX_STATS]:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and isinstance(name, str) and len(name) <= 64 and math.isfinite(value):
+            out[f"{prefix}{name}"] = float(value)
+    return out
