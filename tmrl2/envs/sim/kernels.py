@@ -472,8 +472,22 @@ def step_car_scan(
     """:func:`step_car`, then the LIDAR (:func:`lidar_cars`) at the car's new pose pushed
     into ``history`` ``(scans, beams)`` (float32 distance / ``range_m``, oldest row first):
     the single car's env step in one call instead of a dozen numpy and numba calls."""
-    hit = _drive(st, gas, brake, steer, duration_s, p, tk)
     best = np.empty(angles.shape[0])
+    return step_scan_row(
+        st, gas, brake, steer, duration_s, p, tk, angles, lookup, range_m, ahead, behind, walls,
+        history, best,
+    )  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def step_scan_row(
+    st: np.ndarray, gas: float, brake: float, steer: float, duration_s: float, p: np.ndarray,
+    tk: np.ndarray, angles: np.ndarray, lookup: np.ndarray, range_m: float, ahead: int,
+    behind: int, walls: np.ndarray, history: np.ndarray, best: np.ndarray,
+) -> bool:  # fmt: skip
+    """One car's step and scan, the body of :func:`step_car_scan` and of the batch kernels
+    (``best``: scratch of one value per beam); whether the car touched a wall."""
+    hit = _drive(st, gas, brake, steer, duration_s, p, tk)
     _lidar_car(st, angles, lookup, range_m, ahead, behind, tk, walls, best)
     last = history.shape[0] - 1
     for k in range(last):
@@ -493,15 +507,12 @@ def step_cars_scan_each(
     ``history[i]`` ``(scans, beams)`` (float32 distance / ``range_m``, oldest row first), as
     :func:`step_car_scan` does for one car: the batch's step in one call."""
     best = np.empty(angles.shape[0])
-    last = history.shape[1] - 1
     for i in range(states.shape[0]):
         c = controls[i]
-        contact[i] = _drive(states[i], c[0], c[1], c[2], durations_s[i], params[i], tk)
-        _lidar_car(states[i], angles, lookup, range_m, ahead, behind, tk, walls, best)
-        for k in range(last):
-            history[i, k, :] = history[i, k + 1, :]
-        for b in range(best.shape[0]):
-            history[i, last, b] = best[b] / range_m
+        contact[i] = step_scan_row(
+            states[i], c[0], c[1], c[2], durations_s[i], params[i], tk, angles, lookup,
+            range_m, ahead, behind, walls, history[i], best,
+        )  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from tmrl2.envs.sim.kernels import _drive, _lidar_car
+from tmrl2.envs.sim.kernels import step_scan_row
 
 
 def use_threads(threads: int) -> int:
@@ -33,13 +33,10 @@ def step_cars_scan_parallel(
     range_m: float, ahead: int, behind: int, walls: np.ndarray, history: np.ndarray,
 ) -> None:  # fmt: skip
     """:func:`~tmrl2.envs.sim.kernels.step_cars_scan_each`, the cars split across threads."""
-    last = history.shape[1] - 1
     for i in prange(states.shape[0]):
-        best = np.empty(angles.shape[0])
+        best = np.empty(angles.shape[0])  # per car: the threads share nothing
         c = controls[i]
-        contact[i] = _drive(states[i], c[0], c[1], c[2], durations_s[i], params[i], tk)
-        _lidar_car(states[i], angles, lookup, range_m, ahead, behind, tk, walls, best)
-        for k in range(last):
-            history[i, k, :] = history[i, k + 1, :]
-        for b in range(best.shape[0]):
-            history[i, last, b] = best[b] / range_m
+        contact[i] = step_scan_row(
+            states[i], c[0], c[1], c[2], durations_s[i], params[i], tk, angles, lookup,
+            range_m, ahead, behind, walls, history[i], best,
+        )  # fmt: skip
