@@ -186,6 +186,65 @@ def test_the_bonus_reaches_the_learners_batch_only_weighted_and_normalized() -> 
     assert stats["loss_critic"] == 0.0
 
 
+class CountingRND(RND):
+    """RND that counts its training steps and its no-grad rewards."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.trained, self.rewarded = 0, 0
+
+    def update(self, b: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        self.trained += 1
+        return super().update(b)
+
+    def reward(self, b: Batch) -> torch.Tensor:
+        self.rewarded += 1
+        return super().reward(b)
+
+
+def test_the_module_trains_every_kth_batch_and_scores_every_batch() -> None:
+    torch.manual_seed(0)
+    spy = SpyLearner()
+    config = RNDConfig(weight=1.0, train_every=3, **SMALL)
+    module = CountingRND(config, VEC, ACT)
+    learner = ExploringLearner(spy, module, config)
+    rng = np.random.default_rng(0)
+    b = batch(rng.uniform(-1, 1, (16, 4)).astype(np.float32))
+    before = [p.detach().clone() for p in module.predictor.parameters()]
+    learner.update(b)  # update 0: a training step
+    after_train = [p.detach().clone() for p in module.predictor.parameters()]
+    assert any(not torch.equal(x, y) for x, y in zip(before, after_train, strict=True))
+    count = float(learner.reward_stats.count)
+    stats = [learner.update(b) for _ in range(2)]  # updates 1, 2: scored, not trained
+    for x, y in zip(after_train, module.predictor.parameters(), strict=True):
+        assert torch.equal(x, y)
+    assert float(learner.reward_stats.count) == count  # the scale moves with the module only
+    assert (module.trained, module.rewarded) == (1, 2)
+    # every batch got a bonus, and the logged module terms are those of its last training step
+    assert all(bool((seen > 0).all()) for seen in spy.seen) and len(spy.seen) == 3
+    assert all("predictor_loss" in s for s in stats)
+    learner.update(b)
+    assert (module.trained, module.rewarded) == (2, 2)
+    with torch.no_grad():
+        expected = module.error(b.next_obs)
+    assert torch.allclose(module.reward(b), expected) and not module.reward(b).requires_grad
+
+
+def test_icm_reward_is_its_forward_error_without_training() -> None:
+    torch.manual_seed(0)
+    icm = ICM(ICMConfig(**SMALL), VEC, ACT)
+    rng = np.random.default_rng(1)
+    s = rng.uniform(-1, 1, (32, 4)).astype(np.float32)
+    a = rng.uniform(-1, 1, (32, 2)).astype(np.float32)
+    b = batch(s, s + 0.1, a)
+    icm.whitener.update(b.obs)
+    scored = icm.reward(b)
+    params = [p.detach().clone() for p in icm.nets.parameters()]
+    trained, _ = icm.update(b)  # the errors before its step are the same rewards
+    assert torch.allclose(scored, trained, rtol=1e-4, atol=1e-6) and not scored.requires_grad
+    assert any(not torch.equal(x, y) for x, y in zip(params, icm.nets.parameters(), strict=True))
+
+
 def test_weight_decays_linearly_then_holds() -> None:
     config = RNDConfig(weight=1.0, weight_final=0.0, decay_updates=100)
     assert [config.weight_at(u) for u in (0, 50, 100, 1000)] == [1.0, 0.5, 0.0, 0.0]
@@ -223,7 +282,7 @@ def test_checkpoints_restore_the_exploration_modules(kind: str, tmp_path: Path) 
     b = batch(
         rng.uniform(-1, 1, (8, 4)).astype(np.float32), rng.uniform(-1, 1, (8, 4)).astype(np.float32)
     )
-    for _ in range(5):
+    for _ in range(8):  # the next update, 8, is a training step of the module (train_every 4)
         learner.update(b)
     save_checkpoint(tmp_path / "checkpoint.pt", {"algorithm": learner.state_dict()})
     torch.manual_seed(123)  # another random target: only the checkpoint can make them equal
@@ -231,7 +290,7 @@ def test_checkpoints_restore_the_exploration_modules(kind: str, tmp_path: Path) 
     assert isinstance(restored, ExploringLearner)
     payload = load_checkpoint(tmp_path / "checkpoint.pt")  # weights_only: tensors and data
     restored.load_state_dict(payload["algorithm"])
-    assert restored.updates == learner.updates == 5
+    assert restored.updates == learner.updates == 8
     assert torch.equal(restored.reward_stats.mean, learner.reward_stats.mean)
     for key, value in learner.intrinsic.nets.state_dict().items():  # type: ignore[attr-defined]
         assert torch.equal(value, restored.intrinsic.nets.state_dict()[key]), key  # type: ignore[attr-defined]
@@ -325,7 +384,10 @@ def test_config_errors_name_the_key() -> None:
 
 
 def test_an_import_path_selects_your_own_component() -> None:
-    config = load_config(None, [f"exploration.kind={__name__}:Custom", "exploration.weight=1"])
+    sets = [f"exploration.kind={__name__}:Custom", "exploration.weight=1"]
+    message = _error(sets)  # no reward(): it cannot skip training steps (train_every 4)
+    assert "exploration.train_every" in message and "reward(batch)" in message
+    config = load_config(None, [*sets, "exploration.train_every=1"])
     spy = SpyLearner()
     learner = wrap_learner(config.exploration, spy, VEC, ACT, torch.device("cpu"))  # type: ignore[arg-type]
     assert isinstance(learner, ExploringLearner)

@@ -51,7 +51,17 @@ def component_side(component: Any, config: ComponentConfig) -> Side | None:
             f"exploration.kind {config.kind!r}: a trainer-side component's Config must "
             "subclass tmrl2.exploration.base.IntrinsicConfig (weight, schedule, normalization)"
         )
+    if side == "trainer" and not _has_reward(component) and config.train_every > 1:  # type: ignore[attr-defined]
+        raise ValueError(
+            f"exploration.train_every is {config.train_every} but exploration.kind "  # type: ignore[attr-defined]
+            f"{config.kind!r} has no reward(batch) method (the no-grad bonus of the batches "
+            "it does not train on): set exploration.train_every: 1, or give it that method"
+        )
     return typing.cast(Side | None, side)
+
+
+def _has_reward(component: Any) -> bool:
+    return callable(getattr(component, "reward", None))
 
 
 class NoExplorationConfig(ComponentConfig):
@@ -96,6 +106,11 @@ class IntrinsicConfig(ComponentConfig):
     """Hidden layers of the MLPs over the vector parts and of the prediction heads."""
     lr: float = Field(default=1e-4, gt=0.0)
     """Learning rate of the module's optimizer (Adam)."""
+    train_every: int = Field(default=4, ge=1)
+    """Train the module on every k-th learner batch; the batches in between get their bonus
+    from a no-grad forward (the module's ``reward``), a third of a training step's cost. 4 is
+    close in spirit to RND's ``update_proportion`` of 0.25 (the predictor must not learn faster
+    than the policy explores) at a fraction of the cost (docs/exploration.md, Cost)."""
 
     @model_validator(mode="after")
     def _schedule_complete(self) -> IntrinsicConfig:
@@ -123,6 +138,9 @@ class IntrinsicReward(Protocol):
         """Train on ``batch`` (one optimizer step) and return its raw intrinsic reward
         ``(B,)`` (detached, >= 0, on the batch's device) and named terms to log."""
         ...
+
+    # Optional: ``reward(batch) -> torch.Tensor``, the raw intrinsic reward ``(B,)`` without
+    # training (no grad). ``exploration.train_every > 1`` needs it (ExploringLearner checks).
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimizer and running statistics (tensors and plain data only)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +43,8 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("var", torch.ones(self.shape))
         # float64: a float32 count stops growing by a batch of 128 past ~16 M samples
         self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+        self._affine: tuple[torch.Tensor, torch.Tensor] | None = None
+        """``(1/std, -mean/std)`` of :meth:`normalize`, kept until the statistics change."""
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
@@ -59,10 +62,20 @@ class RunningMeanStd(nn.Module):
         m2 = self.var * float(self.count / total) + batch_var * ratio
         self.var.copy_(m2 + delta.square() * float(self.count * n / total.square()))
         self.count.copy_(total)
+        self._affine = None
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._affine = None
 
     def normalize(self, x: torch.Tensor, clip: float | None = None) -> torch.Tensor:
-        """``(x - mean) / std``, clipped to ``+-clip`` when given."""
-        out = (x.to(torch.float32) - self.mean) * torch.rsqrt(self.var + 1e-8)
+        """``(x - mean) / std``, clipped to ``+-clip`` when given (two torch operations: the
+        scale and shift are kept between updates of the statistics)."""
+        if self._affine is None or self._affine[0].device != x.device:
+            scale = torch.rsqrt(self.var + 1e-8)
+            self._affine = (scale, -self.mean * scale)
+        scale, shift = self._affine
+        out = torch.addcmul(shift, x.to(torch.float32), scale)
         return out if clip is None else out.clamp(-clip, clip)
 
 

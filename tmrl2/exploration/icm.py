@@ -25,6 +25,7 @@ from gymnasium import spaces
 from pydantic import Field
 from torch import nn
 
+from tmrl2.algos.optim import fast_adam
 from tmrl2.exploration.base import IntrinsicConfig, Side
 from tmrl2.exploration.features import ObsEncoder, ObsWhitener, head
 from tmrl2.memory.batch import Batch
@@ -82,7 +83,7 @@ class ICM:
         low = torch.as_tensor(action_space.low, dtype=torch.float32, device=device)
         high = torch.as_tensor(action_space.high, dtype=torch.float32, device=device)
         self.action_scale, self.action_bias = (high - low) / 2.0, (high + low) / 2.0
-        self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=config.lr)
+        self.optimizer = fast_adam(self.nets.parameters(), config.lr)
 
     def unit_action(self, action: torch.Tensor) -> torch.Tensor:
         """Actions rescaled from the action space's bounds to [-1, 1]."""
@@ -93,22 +94,43 @@ class ICM:
     ) -> torch.Tensor:
         """The inverse model's action for ``obs -> next_obs``, in the action space's units."""
         with torch.no_grad():
-            phi, phi_next = self.encoder(self.whitener(obs)), self.encoder(self.whitener(next_obs))
+            phi, phi_next = self.embed(obs, next_obs)
             unit = torch.tanh(self.inverse(torch.cat([phi, phi_next], dim=-1)))
         return unit * self.action_scale + self.action_bias
+
+    def embed(
+        self, obs: dict[str, torch.Tensor], next_obs: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``phi(obs), phi(next_obs)`` from one pass of the whitener and the encoder over both
+        (half the torch operations of two passes: a CPU update is bound by their number)."""
+        both = {key: torch.cat([obs[key], next_obs[key]]) for key in obs}
+        phi = self.encoder(self.whitener(both))
+        return phi[: phi.shape[0] // 2], phi[phi.shape[0] // 2 :]
+
+    def forward_error(
+        self, phi: torch.Tensor, action: torch.Tensor, phi_next: torch.Tensor
+    ) -> torch.Tensor:
+        """``(B,)`` half squared error of the forward model's ``phi(s')`` (the raw reward);
+        ``action`` in [-1, 1]."""
+        guess = self.forward_model(torch.cat([phi, action], dim=-1))
+        return 0.5 * (guess - phi_next).square().mean(dim=-1)
+
+    @torch.no_grad()
+    def reward(self, batch: Batch) -> torch.Tensor:
+        """The forward model's errors, without training (``train_every``)."""
+        phi, phi_next = self.embed(batch.obs, batch.next_obs)
+        return self.forward_error(phi, self.unit_action(batch.action), phi_next)
 
     def update(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Whitening statistics, one step of the three models; the forward errors before the
         step are the intrinsic rewards."""
         self.whitener.update(batch.obs)
-        phi = self.encoder(self.whitener(batch.obs))
-        phi_next = self.encoder(self.whitener(batch.next_obs))
+        phi, phi_next = self.embed(batch.obs, batch.next_obs)
         action = self.unit_action(batch.action)
         predicted = torch.tanh(self.inverse(torch.cat([phi, phi_next], dim=-1)))
         inverse_loss = (predicted - action).square().mean()
         # the forward loss trains the forward model only (module docstring)
-        guess = self.forward_model(torch.cat([phi.detach(), action], dim=-1))
-        error = 0.5 * (guess - phi_next.detach()).square().mean(dim=-1)
+        error = self.forward_error(phi.detach(), action, phi_next.detach())
         forward_loss = error.mean()
         beta = self.config.forward_weight
         loss = (1.0 - beta) * inverse_loss + beta * forward_loss

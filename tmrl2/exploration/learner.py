@@ -5,7 +5,8 @@ that reads the batch's ``reward`` in its critic target only, which is what SAC a
 (:func:`tmrl2.algos.sac.td_target`). Each update it
 
 1. trains the intrinsic module (:class:`~tmrl2.exploration.base.IntrinsicReward`) on the
-   sampled batch and takes its raw per-sample reward,
+   sampled batch and takes its raw per-sample reward (on every ``train_every``-th batch; the
+   others take the module's no-grad ``reward``),
 2. normalizes it by the running mean (or standard deviation) of the raw rewards,
 3. weights it (``exploration.weight``, optionally decayed) and hands the learner a copy of the
    batch whose reward is ``extrinsic + weight * normalized``.
@@ -49,8 +50,10 @@ class ExploringLearner:
         intrinsic: the module named by ``exploration.kind``, on the learner's device.
         config: the ``exploration`` section (weight and its schedule).
         """
+        component_side(type(intrinsic), config)  # train_every > 1 needs its reward()
         self.learner, self.intrinsic, self.config = learner, intrinsic, config
         self.reward_stats = RunningMeanStd()
+        self._module_stats: dict[str, float] = {}
         self.updates = 0
         """Updates made with exploration (the weight's schedule runs on it)."""
 
@@ -64,14 +67,21 @@ class ExploringLearner:
         return self.config.weight_at(self.updates)
 
     def update(self, batch: Batch) -> dict[str, float]:
-        """One step of the intrinsic module, then one of the learner on the bonus batch;
-        the learner's terms plus ``intrinsic_mean``/``intrinsic_max`` (normalized, before the
-        weight), ``intrinsic_weight`` and the module's terms (``predictor_loss``...)."""
-        raw, module_stats = self.intrinsic.update(batch)
+        """One step of the intrinsic module (every ``train_every``-th batch; its no-grad
+        reward otherwise), then one of the learner on the bonus batch; the learner's terms
+        plus ``intrinsic_mean``/``intrinsic_max`` (normalized, before the weight),
+        ``intrinsic_weight`` and the module's terms (``predictor_loss``...: those of its latest
+        training step)."""
+        train = self.updates % self.config.train_every == 0
+        if train:
+            raw, self._module_stats = self.intrinsic.update(batch)
+        else:
+            raw = self.intrinsic.reward(batch)  # type: ignore[attr-defined]
         raw = raw.detach().to(batch.reward.device, torch.float32)
         if self.reward_stats.var.device != raw.device:
             self.reward_stats.to(raw.device)
-        self.reward_stats.update(raw)
+        if train:  # the scale moves when the module does
+            self.reward_stats.update(raw)
         running = self.reward_stats
         scale = running.mean if self.config.normalize_reward == "mean" else running.var.sqrt()
         bonus = raw / (scale + 1e-8)
@@ -84,7 +94,7 @@ class ExploringLearner:
             "intrinsic_mean": mean,
             "intrinsic_max": top,
             "intrinsic_weight": weight,
-            **module_stats,
+            **self._module_stats,
         }
 
     def actor_weights(self) -> dict[str, np.ndarray]:

@@ -23,6 +23,7 @@ from gymnasium import spaces
 from pydantic import Field
 from torch import nn
 
+from tmrl2.algos.optim import fast_adam
 from tmrl2.exploration.base import IntrinsicConfig, Side
 from tmrl2.exploration.features import ObsEncoder, ObsWhitener, head
 from tmrl2.memory.batch import Batch
@@ -68,7 +69,7 @@ class RND:
         self.nets = nn.ModuleDict(
             {"whitener": self.whitener, "target": self.target, "predictor": self.predictor}
         ).to(device)
-        self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=config.lr)
+        self.optimizer = fast_adam(self.predictor.parameters(), config.lr)
         self._generator: torch.Generator | None = None
 
     def error(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -77,6 +78,11 @@ class RND:
         with torch.no_grad():
             target = self.target(x)
         return (self.predictor(x) - target).square().mean(dim=-1)
+
+    @torch.no_grad()
+    def reward(self, batch: Batch) -> torch.Tensor:
+        """The prediction errors on ``next_obs``, without training (``train_every``)."""
+        return self.error(batch.next_obs)
 
     def update(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Whitening statistics, one predictor step on ``next_obs``; the errors before the

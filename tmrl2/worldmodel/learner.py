@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tmrl2.algos.optim import fast_adam
 from tmrl2.algos.policy import actor_weights
 from tmrl2.config import registry
 from tmrl2.config.base import ComponentConfig
@@ -125,8 +126,8 @@ class WorldModelLearner:
         self.device = device
         self.codec, ensemble = build_ensemble(config, obs_space, action_space)
         self.ensemble = ensemble.to(device)
-        self.optimizer = torch.optim.Adam(
-            self.ensemble.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        self.optimizer = fast_adam(
+            self.ensemble.parameters(), config.lr, weight_decay=config.weight_decay
         )
         self.step_fn = ModelStep(self.ensemble, self.codec)
         fields = transition_fields(self.codec.obs_dim, self.codec.act_dim)
