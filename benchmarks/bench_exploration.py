@@ -13,7 +13,11 @@ same budget of ``--steps`` env steps, reads the run's ``metrics.jsonl`` back and
 
 Then, on the dense default job (``configs/sim_lidar.yaml``), one run of ``--dense-seconds`` per
 kind: env steps/s and updates/s, and their ratio to ``none`` (what RND and ICM cost the
-trainer, what parameter noise costs the workers). ``--quick`` is a smoke run (one seed, a few
+trainer, what parameter noise costs the workers). First of all, the learner alone
+(``--learner-rounds``, 0 skips it): the dense job's learner with each trainer-side kind at
+``train_every`` 1 and at its default, updating on one random batch, interleaved rounds in this
+process on one thread; the median of the per-round ratios of updates/s to ``none``'s (the
+workers' share of the CPU does not enter it). ``--quick`` is a smoke run (one seed, a few
 thousand steps, a few seconds per dense run): it checks that everything runs, it measures
 nothing. Results also go to ``--json``. Examples::
 
@@ -94,6 +98,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     parser.add_argument("--dense-seconds", type=float, default=180.0)
+    parser.add_argument("--learner-rounds", type=int, default=15, help="0: skip")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--quick", action="store_true", help="a smoke run (measures nothing)")
     parser.add_argument("--out", type=Path, help="run folders (default: a temporary folder)")
@@ -117,6 +122,9 @@ def main() -> int:
         "dense": {},
     }
     start = time.monotonic()
+    if args.learner_rounds > 0:
+        results["learner"] = learner_cost(args.dense_config, args.kinds, args.learner_rounds)
+        save(args.json, results)
     for seed in seeds if steps > 0 else []:  # seed-major: a cut-short run has every kind
         for kind in args.kinds:
             run_dir = out / f"sparse-{kind}-{seed}"
@@ -135,6 +143,73 @@ def main() -> int:
     print(f"\n{time.monotonic() - start:.0f} s; run folders under {out}")
     save(args.json, results)
     return 0
+
+
+def learner_cost(config_path: Path, kinds: list[str], rounds: int) -> dict[str, Any]:
+    """Updates/s of the dense job's learner per trainer-side variant, and the median of the
+    per-round ratios to ``none``'s (module docstring); printed as it goes."""
+    import numpy as np
+    import torch
+
+    from tmrl2.config.load import load_config
+    from tmrl2.envs.factory import build_env
+    from tmrl2.memory.batch import Batch
+    from tmrl2.roles.components import build_model
+    from tmrl2.roles.trainer import build_learner
+
+    torch.set_num_threads(1)
+    variants = {"none": ["exploration.kind=none"]}
+    for kind in (k for k in kinds if k in ("rnd", "icm")):
+        variants[f"{kind} train_every 1"] = [
+            f"exploration.kind={kind}",
+            "exploration.train_every=1",
+        ]
+        variants[f"{kind} (defaults)"] = [f"exploration.kind={kind}"]
+    learners = {}
+    for name, sets in variants.items():
+        config = load_config(config_path, sets)
+        env = build_env(config)
+        obs_space, action_space = env.observation_space, env.action_space
+        env.close()
+        model = build_model(config, obs_space, action_space)
+        device = torch.device("cpu")
+        learners[name] = build_learner(config, model, obs_space, action_space, device)
+    size = int(getattr(config.algorithm, "batch_size", 256))
+    rng = np.random.default_rng(0)
+
+    def draw() -> dict[str, torch.Tensor]:
+        return {
+            k: torch.as_tensor(rng.uniform(0, 1, (size, *s.shape)).astype(s.dtype))
+            for k, s in obs_space.spaces.items()
+        }
+
+    action = rng.uniform(-1, 1, (size, *action_space.shape)).astype(np.float32)
+    batch = Batch(
+        draw(),
+        torch.as_tensor(action),
+        torch.zeros(size),
+        draw(),
+        torch.zeros(size),
+        torch.ones(size),
+        np.arange(size),
+    )
+    per_round: dict[str, list[float]] = {name: [] for name in learners}
+    for _ in range(rounds):
+        for name, learner in learners.items():
+            for _ in range(8):  # a whole train_every cycle before the timed updates
+                learner.update(batch)
+            t0 = time.perf_counter()
+            for _ in range(40):
+                learner.update(batch)
+            per_round[name].append(40 / (time.perf_counter() - t0))
+    base = per_round["none"]
+    out: dict[str, Any] = {}
+    print(f"\n== the dense job's learner alone, {rounds} interleaved rounds, 1 thread ==")
+    for name, rates in per_round.items():
+        ratio = statistics.median(r / b for r, b in zip(rates, base, strict=True))
+        out[name] = {"updates_per_s": statistics.median(rates), "vs_none": ratio}
+        print(f"{name:<22} {statistics.median(rates):7.1f} updates/s  {ratio:.3f}x none's")
+    return out
 
 
 def save(path: Path | None, results: dict[str, Any]) -> None:
