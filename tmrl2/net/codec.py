@@ -4,11 +4,18 @@ A :class:`Message` is a ``kind``, a ``meta`` map (msgpack scalars, strings, list
 named numpy ``arrays``. On the wire it is a multipart message::
 
     frame 0    msgpack map {"v": PROTOCOL_VERSION, "kind": str, "meta": map,
-                            "arrays": [[name, dtype_str, shape], ...], ["z": "lz4"]}
+                            "arrays": [[name, dtype_str, shape], ...], ["z": "lz4" | "p": 1]}
     frame 1..  one raw C-contiguous little-endian buffer per array, in header order
+               ("p": 1: ONE frame, the arrays packed in header order, each starting at a
+               multiple of :data:`PACK_ALIGN` bytes, zero padding between them, none after)
 
-Arrays are never copied into the header: :func:`encode` hands out views of the arrays'
-memory and :func:`decode` wraps received buffers with ``np.frombuffer``.
+A message with two or more arrays of at most :data:`PACK_MAX_BYTES` in all (every chunk of
+LIDAR or compact images) is *packed*: one copy at the sender buys a two-frame message, and
+every hop (the worker's send, the server's receive and forward, the trainer's receive) pays
+per frame in libzmq and in Python (issue 18: a chunk was twelve frames). Larger messages
+(weights, uncompact image chunks) keep a frame per array and are never copied: :func:`encode`
+hands out views of the arrays' memory. :func:`decode` wraps received buffers without a copy
+either way (``np.ndarray`` over the frame, at the array's offset when packed).
 
 Compression is chosen per message: ``encode(msg, compress="lz4")`` compresses every array
 frame with an LZ4 block (no stored size: the header's shape and dtype already say how many
@@ -132,8 +139,9 @@ __all__ = [
     "encode",
 ]
 
-PROTOCOL_VERSION = 1
-"""Version of the wire format and of the kinds' rules; peers must agree on it exactly."""
+PROTOCOL_VERSION = 2
+"""Version of the wire format and of the kinds' rules; peers must agree on it exactly (2:
+packed messages, ``"p"``)."""
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 """Largest message (all frames together) :func:`decode` accepts unless told otherwise."""
@@ -173,6 +181,18 @@ COMPRESSIONS = frozenset({"lz4"})
 
 _HEADER_KEYS = frozenset({"v", "kind", "meta", "arrays"})
 _HEADER_KEYS_Z = _HEADER_KEYS | {"z"}
+_HEADER_KEYS_P = _HEADER_KEYS | {"p"}
+
+PACK_MAX_BYTES = 1 << 20
+"""Largest total of array bytes :func:`encode` packs into one frame (a copy at the sender);
+above it every array keeps its own zero-copy frame."""
+PACK_ALIGN = 8
+"""Alignment of each array in a packed frame (the largest itemsize)."""
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // PACK_ALIGN) * PACK_ALIGN
+
 
 Buffer = Union[bytes, bytearray, memoryview, "zmq.Frame"]
 """A frame: anything exposing the buffer protocol (bytes, memoryview, zmq.Frame)."""
@@ -230,16 +250,35 @@ def encode(msg: Message, compress: str | None = None) -> list[bytes | memoryview
     except DecodeError as exc:
         raise ValueError(f"cannot encode this {msg.kind!r} message: {exc}") from exc
     specs: list[list[Any]] = []
-    frames: list[bytes | memoryview] = [b""]
+    datas: list[memoryview] = []
     for name, array in msg.arrays.items():
-        spec, frame = _wire_array(name, array)
+        spec, data = _wire_array(name, array)
         specs.append(spec)
-        frames.append(lz4.block.compress(frame, store_size=False) if compress else frame)
+        datas.append(data)
     header = {"v": PROTOCOL_VERSION, "kind": msg.kind, "meta": msg.meta, "arrays": specs}
+    frames: list[bytes | memoryview]
     if compress:
         header["z"] = compress
-    frames[0] = msgpack.packb(header, use_bin_type=True)
-    return frames
+        frames = [lz4.block.compress(data, store_size=False) for data in datas]
+    elif len(datas) > 1 and sum(map(len, datas)) <= PACK_MAX_BYTES:
+        header["p"] = 1
+        frames = [_pack(datas)]
+    else:
+        frames = datas  # type: ignore[assignment]
+    return [msgpack.packb(header, use_bin_type=True), *frames]
+
+
+def _pack(datas: list[memoryview]) -> bytearray:
+    """``datas`` in one zero-filled buffer, each at the next multiple of :data:`PACK_ALIGN`."""
+    offsets, end = [], 0
+    for data in datas:
+        start = _aligned(end)
+        offsets.append(start)
+        end = start + len(data)
+    body = bytearray(end)
+    for start, data in zip(offsets, datas, strict=True):
+        body[start : start + len(data)] = data
+    return body
 
 
 def _unpack_header(frame: memoryview) -> dict[str, Any]:
@@ -257,12 +296,18 @@ def _unpack_header(frame: memoryview) -> dict[str, Any]:
             f"peer speaks protocol version {version!r}, this side speaks {PROTOCOL_VERSION}: "
             "install the same tmrl2 version on every machine"
         )
-    if header.keys() != _HEADER_KEYS and header.keys() != _HEADER_KEYS_Z:
-        extra, missing = header.keys() - _HEADER_KEYS_Z, _HEADER_KEYS - header.keys()
+    keys = header.keys()
+    if keys != _HEADER_KEYS and keys != _HEADER_KEYS_Z and keys != _HEADER_KEYS_P:
+        extra = keys - _HEADER_KEYS_Z - _HEADER_KEYS_P
+        missing = _HEADER_KEYS - keys
+        if not extra and not missing:
+            raise DecodeError("header has both z and p: a packed message is not compressed")
         raise DecodeError(f"header keys wrong: missing {_keys(missing)}, unknown {_keys(extra)}")
     codec = header.get("z")
     if codec is not None and (type(codec) is not str or codec not in COMPRESSIONS):
         raise DecodeError(f"header z {codec!r} is not a known compression: {sorted(COMPRESSIONS)}")
+    if "p" in header and (type(header["p"]) is not int or header["p"] != 1):
+        raise DecodeError(f"header p must be 1 (packed arrays), got {_short(header['p'])}")
     kind = header["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
         raise DecodeError(f"unknown message kind {kind!r}; known kinds: {sorted(KINDS)}")
@@ -335,8 +380,8 @@ def decode_many(frames: Sequence[Buffer], max_bytes: int = DEFAULT_MAX_BYTES) ->
     if header["kind"] != "chunks":
         _check_total(views, max_bytes)
         return [_message(header, views, max_bytes)]
-    if header["arrays"] or "z" in header:
-        raise DecodeError("a 'chunks' batch header lists no arrays and no compression")
+    if header["arrays"] or "z" in header or "p" in header:
+        raise DecodeError("a 'chunks' batch header lists no arrays, no compression, no packing")
     check_message("chunks", header["meta"], {})
     counts: list[int] = header["meta"]["frames"]
     if sum(counts) != len(views) - 1:
@@ -375,14 +420,23 @@ def _check_total(views: list[memoryview], max_bytes: int) -> None:
 def _message(header: dict[str, Any], views: list[memoryview], max_bytes: int) -> Message:
     """The message of a checked ``header`` and its frames' ``views`` (header frame first)."""
     specs = header["arrays"]
-    if len(specs) > MAX_ARRAYS or len(specs) != len(views) - 1:
-        raise DecodeError(f"header lists {len(specs)} arrays but {len(views) - 1} frames follow")
-    compressed = "z" in header
-    layout = None if compressed else _layout(specs)
-    if layout is not None:  # the usual case: raw frames of a layout seen before, unique names
-        arrays = _layout_arrays(layout, views[1:])
+    if "p" in header:
+        if len(specs) > MAX_ARRAYS or len(views) != 2:
+            raise DecodeError(
+                f"a packed message has one frame after its header, got {len(views) - 1}"
+            )
+        arrays = _packed_arrays(specs, views[1])
     else:
-        arrays = _parsed_arrays(specs, views[1:], compressed, max_bytes)
+        if len(specs) > MAX_ARRAYS or len(specs) != len(views) - 1:
+            raise DecodeError(
+                f"header lists {len(specs)} arrays but {len(views) - 1} frames follow"
+            )
+        compressed = "z" in header
+        layout = None if compressed else _layout(specs)
+        if layout is not None:  # the usual case: raw frames of a known layout, unique names
+            arrays = _layout_arrays(layout, views[1:])
+        else:
+            arrays = _parsed_arrays(specs, views[1:], compressed, max_bytes)
     kind, meta = header["kind"], header["meta"]
     check_message(kind, meta, arrays)
     return Message(kind, meta, arrays)
@@ -399,6 +453,33 @@ def _layout_arrays(layout: Layout, views: list[memoryview]) -> dict[str, np.ndar
             )
         arrays[name] = np.ndarray(shape, dtype, view)  # a view of the frame, no copy
     return arrays
+
+
+def _packed_arrays(specs: list[Any], body: memoryview) -> dict[str, np.ndarray]:
+    """Arrays over the one frame of a packed message (offsets as :func:`_pack` lays them)."""
+    layout = _layout(specs)
+    if layout is None:  # repeated names (or absurd nesting): say which
+        parsed = [_array_spec(spec, index) for index, spec in enumerate(specs)]
+        names = [name for name, _, _ in parsed]
+        twice = next(name for name in names if names.count(name) > 1)
+        raise DecodeError(f"array name {twice!r} appears twice")
+    end = _packed_end(layout)
+    if len(body) != end:
+        raise DecodeError(f"packed frame holds {len(body)} bytes, its arrays need {end}")
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for name, dtype, shape, size in layout:
+        offset = _aligned(offset)
+        arrays[name] = np.ndarray(shape, dtype, body, offset)  # a view of the frame, no copy
+        offset += size
+    return arrays
+
+
+def _packed_end(layout: Layout) -> int:
+    end = 0
+    for _, _, _, size in layout:
+        end = _aligned(end) + size
+    return end
 
 
 def _parsed_arrays(
