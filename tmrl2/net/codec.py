@@ -262,9 +262,9 @@ def encode(msg: Message, compress: str | None = None) -> list[bytes | memoryview
         frames = [lz4.block.compress(data, store_size=False) for data in datas]
     elif len(datas) > 1 and sum(map(len, datas)) <= PACK_MAX_BYTES:
         header["p"] = 1
-        frames = [_pack(datas)]
+        frames = [memoryview(_pack(datas))]
     else:
-        frames = datas  # type: ignore[assignment]
+        frames = list(datas)
     return [msgpack.packb(header, use_bin_type=True), *frames]
 
 
