@@ -29,8 +29,8 @@ SMALL = [
     "env.eval_tracks=[gen:7]",
     "env.max_episode_steps=150",
     "env.stuck_steps=150",  # whole 150-step episodes: an evaluation drives 450 steps, short
-    "run.steps=5000",  # beside a run long enough for a few (the evaluator runs at nice 19)
-    "run.minutes=2",
+    "run.steps=200000",  # the test stops the run once two evaluations ran during it (the
+    "run.minutes=2",  # evaluator runs at nice 19: on a busy machine it may start late)
     "run.log_every_s=0.1",
     "run.eval_episodes=1",
     "run.eval_during_episodes=1",  # as the final evaluation: its episodes are reused
@@ -66,12 +66,40 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _during_enough(run_dir: Path) -> bool:
+    """Two evaluations ran during training, and the trainer is past 5000 samples."""
+    try:
+        rows = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    except (OSError, ValueError):  # not written yet, or a line being written
+        return False
+    during = [r for r in rows if r.get("started_at") is not None]
+    return len(during) >= 2 and _samples(run_dir / "metrics.jsonl") >= 5000
+
+
+def _samples(metrics: Path) -> int:
+    try:
+        lines = metrics.read_text().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["samples"])
+        except (ValueError, KeyError):
+            continue
+    return 0
+
+
 def test_the_evaluator_runs_beside_the_trainer_and_keeps_the_best(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     config = load_config(None, [*SMALL, f"run.dir={tmp_path}"])
     box: dict[str, Any] = {}
+
+    def bound(run: Any) -> None:
+        box["run"] = run
+
     thread = threading.Thread(
-        target=lambda: box.update(summary=run_local_training(config, run_dir)), daemon=True
+        target=lambda: box.update(summary=run_local_training(config, run_dir, on_bound=bound)),
+        daemon=True,
     )
     start = time.monotonic()
     thread.start()
@@ -83,6 +111,8 @@ def test_the_evaluator_runs_beside_the_trainer_and_keeps_the_best(tmp_path: Path
         updates = _updates(run_dir / "metrics.jsonl")
         if updates is not None:
             seen.append((time.time(), updates))
+        if "run" in box and not box["run"].stop_event.is_set() and _during_enough(run_dir):
+            box["run"].stop_event.set()  # as a steps budget would end it, however busy
         thread.join(0.05)
     thread.join(RUN_LIMIT_S - (time.monotonic() - start))
     assert not thread.is_alive(), "the run did not end in time"
