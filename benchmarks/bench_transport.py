@@ -75,6 +75,13 @@ CHUNK_STEPS = int(os.environ.get(CHUNK_ENV, "100"))
 """Samples per chunk (``worker.chunk_steps``'s default); ``--chunk-steps`` sets it through
 :data:`CHUNK_ENV`, which the spawned worker, server and trainer processes read as they import
 this module."""
+PACK_ENV = "TMRL2_BENCH_PACK_MAX_BYTES"
+"""``--pack-max-bytes``: the codec's packing limit in every spawned process (an A/B of packing,
+e.g. 0 sends every chunk a frame per array as protocol 1 did; the ceiling relays those too)."""
+if os.environ.get(PACK_ENV):
+    import tmrl2.net.codec as _codec
+
+    _codec.PACK_MAX_BYTES = int(os.environ[PACK_ENV])
 WINDOW_S = 0.25
 OBS_SHAPES: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
     "lidar": {
@@ -697,6 +704,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="samples per chunk of ours (worker.chunk_steps; a vectorized worker's message "
         "carries worker.envs x that), and per raw ZeroMQ ceiling message",
     )
+    parser.add_argument(
+        "--pack-max-bytes",
+        type=int,
+        help="the codec's packing limit for this run (default: the codec's, 1 MiB; 0: never pack)",
+    )
     parser.add_argument("--tmrl-buffer", type=int, default=100, help="samples per tmrl buffer")
     parser.add_argument("--tmrl-python", help="python of the tmrl 0.7.1 baseline venv")
     parser.add_argument("--no-tmrl", action="store_true", help="skip tmrl")
@@ -741,6 +753,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.chunk_steps < 1:
         raise SystemExit(f"--chunk-steps must be at least 1, got {args.chunk_steps}")
     os.environ[CHUNK_ENV] = str(args.chunk_steps)  # before the processes start
+    if args.pack_max_bytes is not None:
+        os.environ[PACK_ENV] = str(args.pack_max_bytes)
+        import tmrl2.net.codec as codec
+
+        codec.PACK_MAX_BYTES = args.pack_max_bytes
     CHUNK_STEPS = args.chunk_steps
     began = time.time()
     ceilings = print_machine(quick=args.quick)
