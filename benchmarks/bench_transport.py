@@ -707,7 +707,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pack-max-bytes",
         type=int,
-        help="the codec's packing limit for this run (default: the codec's, 1 MiB; 0: never pack)",
+        help="the codec's packing limit for this run (default: the codec's, 64 KiB; 0: never pack)",
     )
     parser.add_argument("--tmrl-buffer", type=int, default=100, help="samples per tmrl buffer")
     parser.add_argument("--tmrl-python", help="python of the tmrl 0.7.1 baseline venv")

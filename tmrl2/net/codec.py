@@ -9,11 +9,11 @@ named numpy ``arrays``. On the wire it is a multipart message::
                ("p": 1: ONE frame, the arrays packed in header order, each starting at a
                multiple of :data:`PACK_ALIGN` bytes, zero padding between them, none after)
 
-A message with two or more arrays of at most :data:`PACK_MAX_BYTES` in all (every chunk of
-LIDAR or compact images) is *packed*: one copy at the sender buys a two-frame message, and
+A message with two or more arrays of at most :data:`PACK_MAX_BYTES` in all (a LIDAR chunk of
+100 steps) is *packed*: one copy at the sender buys a two-frame message, and
 every hop (the worker's send, the server's receive and forward, the trainer's receive) pays
 per frame in libzmq and in Python (issue 18: a chunk was twelve frames). Larger messages
-(weights, uncompact image chunks) keep a frame per array and are never copied: :func:`encode`
+(weights, image chunks) keep a frame per array and are never copied: :func:`encode`
 hands out views of the arrays' memory. :func:`decode` wraps received buffers without a copy
 either way (``np.ndarray`` over the frame, at the array's offset when packed).
 
@@ -183,9 +183,11 @@ _HEADER_KEYS = frozenset({"v", "kind", "meta", "arrays"})
 _HEADER_KEYS_Z = _HEADER_KEYS | {"z"}
 _HEADER_KEYS_P = _HEADER_KEYS | {"p"}
 
-PACK_MAX_BYTES = 1 << 20
+PACK_MAX_BYTES = 64 * 1024
 """Largest total of array bytes :func:`encode` packs into one frame (a copy at the sender);
-above it every array keeps its own zero-copy frame."""
+above it every array keeps its own zero-copy frame. Measured (docs/networking.md): packing a
+23 kB LIDAR chunk lowers the server's CPU per chunk; packing a 432 kB compact-image chunk cost
+a third of its throughput (99-118k against 154-184k samples/s), so those stay unpacked."""
 PACK_ALIGN = 8
 """Alignment of each array in a packed frame (the largest itemsize)."""
 
