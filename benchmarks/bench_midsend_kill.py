@@ -7,9 +7,9 @@ process that way with 4.2 MB chunks. This script looks for it in the real server
 :class:`~tmrl2.roles.server.Server` on a ROUTER with small high-water marks, and rounds of
 three worker processes that flood it with chunks (``--obs image``: 3.3 MB in 9 frames, over the
 codec's packing limit; ``image_compact``: 432 kB in 7 frames; ``lidar``: 23 kB packed in 2)
-without waiting for credit, then either close their socket at once (``LINGER`` 0) or are SIGKILLed, at random
-moments. It prints the rounds, how the workers ended, the server's counters, and whether the
-server process is still alive at the end (exit code 1 if not). Run:
+without waiting for credit, then either close their socket at once (``LINGER`` 0) or are
+SIGKILLed, at random moments. It prints the rounds, how the workers ended, the server's
+counters, and whether the server process is still alive at the end (exit code 1 if not). Run:
 ``python benchmarks/bench_midsend_kill.py --seconds 120``.
 """
 
