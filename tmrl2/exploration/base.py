@@ -51,9 +51,10 @@ def component_side(component: Any, config: ComponentConfig) -> Side | None:
             f"exploration.kind {config.kind!r}: a trainer-side component's Config must "
             "subclass tmrl2.exploration.base.IntrinsicConfig (weight, schedule, normalization)"
         )
-    if side == "trainer" and not _has_reward(component) and config.train_every > 1:  # type: ignore[attr-defined]
+    every = config.train_every if isinstance(config, IntrinsicConfig) else 1
+    if side == "trainer" and every > 1 and not _has_reward(component):
         raise ValueError(
-            f"exploration.train_every is {config.train_every} but exploration.kind "  # type: ignore[attr-defined]
+            f"exploration.train_every is {every} but exploration.kind "
             f"{config.kind!r} has no reward(batch) method (the no-grad bonus of the batches "
             "it does not train on): set exploration.train_every: 1, or give it that method"
         )
@@ -140,7 +141,7 @@ class IntrinsicReward(Protocol):
         ...
 
     # Optional: ``reward(batch) -> torch.Tensor``, the raw intrinsic reward ``(B,)`` without
-    # training (no grad). ``exploration.train_every > 1`` needs it (ExploringLearner checks).
+    # training (no grad). ``exploration.train_every > 1`` needs it (:func:`component_side` checks).
 
     def state_dict(self) -> dict[str, Any]:
         """Networks, optimizer and running statistics (tensors and plain data only)."""
