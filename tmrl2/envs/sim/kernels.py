@@ -457,10 +457,10 @@ def lidar_cars(
     same hits, in the same order, so the same numbers, for about one beam per piece instead
     of all of them (issue 18).
     """
-    best = np.empty(angles.shape[0])
+    scratch = np.empty((3, angles.shape[0]))
     for i in range(states.shape[0]):
-        _lidar_car(states[i], angles, lookup, range_m, ahead, behind, tk, walls, best)
-        out[i, :] = best
+        _lidar_car(states[i], angles, lookup, range_m, ahead, behind, tk, walls, scratch)
+        out[i, :] = scratch[0]
 
 
 @njit(cache=True, error_model="numpy")
@@ -472,10 +472,10 @@ def step_car_scan(
     """:func:`step_car`, then the LIDAR (:func:`lidar_cars`) at the car's new pose pushed
     into ``history`` ``(scans, beams)`` (float32 distance / ``range_m``, oldest row first):
     the single car's env step in one call instead of a dozen numpy and numba calls."""
-    best = np.empty(angles.shape[0])
+    scratch = np.empty((3, angles.shape[0]))
     return step_scan_row(
         st, gas, brake, steer, duration_s, p, tk, angles, lookup, range_m, ahead, behind, walls,
-        history, best,
+        history, scratch,
     )  # fmt: skip
 
 
@@ -483,12 +483,13 @@ def step_car_scan(
 def step_scan_row(
     st: np.ndarray, gas: float, brake: float, steer: float, duration_s: float, p: np.ndarray,
     tk: np.ndarray, angles: np.ndarray, lookup: np.ndarray, range_m: float, ahead: int,
-    behind: int, walls: np.ndarray, history: np.ndarray, best: np.ndarray,
+    behind: int, walls: np.ndarray, history: np.ndarray, scratch: np.ndarray,
 ) -> bool:  # fmt: skip
     """One car's step and scan, the body of :func:`step_car_scan` and of the batch kernels
-    (``best``: scratch of one value per beam); whether the car touched a wall."""
+    (``scratch``: :func:`_lidar_car`'s ``(3, beams)``); whether the car touched a wall."""
     hit = _drive(st, gas, brake, steer, duration_s, p, tk)
-    _lidar_car(st, angles, lookup, range_m, ahead, behind, tk, walls, best)
+    _lidar_car(st, angles, lookup, range_m, ahead, behind, tk, walls, scratch)
+    best = scratch[0]
     last = history.shape[0] - 1
     for k in range(last):
         history[k, :] = history[k + 1, :]
@@ -506,21 +507,63 @@ def step_cars_scan_each(
     """:func:`step_cars_each`, then each car's LIDAR at its new pose pushed into its
     ``history[i]`` ``(scans, beams)`` (float32 distance / ``range_m``, oldest row first), as
     :func:`step_car_scan` does for one car: the batch's step in one call."""
-    best = np.empty(angles.shape[0])
+    scratch = np.empty((3, angles.shape[0]))
     for i in range(states.shape[0]):
         c = controls[i]
         contact[i] = step_scan_row(
             states[i], c[0], c[1], c[2], durations_s[i], params[i], tk, angles, lookup,
-            range_m, ahead, behind, walls, history[i], best,
+            range_m, ahead, behind, walls, history[i], scratch,
         )  # fmt: skip
+
+
+@njit(cache=True)
+def finish_cars_step(
+    states: np.ndarray, s_before: np.ndarray, durations_s: np.ndarray, act: np.ndarray,
+    actions: np.ndarray, steps: np.ndarray, race_s: np.ndarray, progress: np.ndarray,
+    length: np.ndarray, start_frac: np.ndarray, jitter: np.ndarray, caps: np.ndarray,
+    contact: np.ndarray, dt: float, end_on_wall: bool, new_progress: np.ndarray,
+    lap: np.ndarray, lap_s: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+) -> None:  # fmt: skip
+    """A batch step's bookkeeping after the physics, car by car (``SimBatch.step`` did it with
+    two dozen numpy calls, a third of a 64-car step): step count and race time, the action
+    history (``actions`` ``(cars, history, 3)``, ``act`` pushed last), ``new_progress`` (the
+    best arc length, at most the track's ``length``), the lap of a car that crossed the
+    finish from a standing start (interpolated within the step; NaN in ``lap`` otherwise,
+    also stored in ``lap_s``), and the episode's end. The same arithmetic as the numpy
+    code it replaces, so the same numbers bit for bit (``tests/unit/test_sim_vec.py``)."""
+    history = actions.shape[1]
+    for i in range(states.shape[0]):
+        race_before = race_s[i]
+        steps[i] += 1
+        race_s[i] += durations_s[i]
+        for k in range(history - 1):
+            actions[i, k, :] = actions[i, k + 1, :]
+        actions[i, history - 1, :] = act[i, :]
+        s, end = states[i, S], length[i]
+        finished = s >= end
+        new_progress[i] = max(progress[i], min(s, end))
+        lap[i] = np.nan
+        if finished and start_frac[i] == 0.0:  # no lap from a start mid-track
+            frac = (end - s_before[i]) / max(s - s_before[i], 1e-9)
+            frac = min(max(frac, 0.0), 1.0)
+            if jitter[i] > 0.0:
+                lap[i] = race_before + frac * durations_s[i]
+            else:
+                lap[i] = ((steps[i] - 1) + frac) * dt
+            lap_s[i] = lap[i]
+        crashed = end_on_wall and not finished and contact[i]
+        terminated[i] = finished or crashed
+        truncated[i] = not finished and not crashed and steps[i] >= caps[i]
 
 
 @njit(cache=True, error_model="numpy")
 def _lidar_car(
     st: np.ndarray, angles: np.ndarray, lookup: np.ndarray, range_m: float, ahead: int,
-    behind: int, tk: np.ndarray, walls: np.ndarray, best: np.ndarray,
+    behind: int, tk: np.ndarray, walls: np.ndarray, scratch: np.ndarray,
 ) -> None:  # fmt: skip
-    """One car's row of :func:`lidar_cars`, into ``best``."""
+    """One car's row of :func:`lidar_cars`, into ``scratch[0]``; ``scratch`` ``(3, beams)``
+    also holds the beams' directions (rows 1 and 2), so that a car allocates nothing."""
+    best, rx, rz = scratch[0], scratch[1], scratch[2]
     rows = walls.shape[0]
     beams = angles.shape[0]
     half_bins = 0.5 * BEAM_BINS
@@ -531,7 +574,9 @@ def _lidar_car(
         lo, hi = seg - ahead, seg + behind
     first, stop = max(lo + 1, 0), min(hi + 2, rows)  # wall row k + 1 is beside segment k
     best[:] = range_m
-    rx, rz = np.cos(heading + angles), np.sin(heading + angles)
+    for b in range(beams):  # np.cos(heading + angles) without its three arrays: same values
+        angle = heading + angles[b]
+        rx[b], rz[b] = math.cos(angle), math.sin(angle)
     hx, hz = math.cos(heading), math.sin(heading)
     range2 = range_m * range_m
     for r in range(first, stop):

@@ -34,9 +34,9 @@ def step_cars_scan_parallel(
 ) -> None:  # fmt: skip
     """:func:`~tmrl2.envs.sim.kernels.step_cars_scan_each`, the cars split across threads."""
     for i in prange(states.shape[0]):
-        best = np.empty(angles.shape[0])  # per car: the threads share nothing
+        scratch = np.empty((3, angles.shape[0]))  # per car: the threads share nothing
         c = controls[i]
         contact[i] = step_scan_row(
             states[i], c[0], c[1], c[2], durations_s[i], params[i], tk, angles, lookup,
-            range_m, ahead, behind, walls, history[i], best,
+            range_m, ahead, behind, walls, history[i], scratch,
         )  # fmt: skip

@@ -295,31 +295,15 @@ class SimBatch:
             self._step_cars(controls, durations)
             self._lidar[:, :-1] = self._lidar[:, 1:]
             self._lidar[:, -1] = self._scan()
-        race_before = self.race_s.copy()
-        self.steps += 1
-        self.race_s += durations
-        self._actions[:, :-1] = self._actions[:, 1:]
-        self._actions[:, -1] = act
+        lap, progress = np.empty(n), np.empty(n)  # a new progress: telemetry hands out views
+        terminated, truncated = np.empty(n, np.bool_), np.empty(n, np.bool_)
+        kernels.finish_cars_step(
+            self.states, s_before, durations, act, self._actions, self.steps, self.race_s,
+            self.progress, self.length, self._start_frac, self._jitter, self.caps, self.contact,
+            self._dt_s, bool(cfg.end_on_wall), progress, lap, self.lap_s, terminated, truncated,
+        )  # fmt: skip
+        self.progress = progress
         self._measure_speed()
-        s = self.states[:, kernels.S]
-        length = self.length
-        finished = s >= length
-        self.progress = np.maximum(self.progress, np.minimum(s, length))
-        lap = np.full(n, np.nan)
-        timed = finished & (self._start_frac == 0.0)  # no lap from a start mid-track
-        if timed.any():
-            f = np.flatnonzero(timed)
-            frac = (length[f] - s_before[f]) / np.maximum(s[f] - s_before[f], 1e-9)
-            frac = np.minimum(np.maximum(frac, 0.0), 1.0)
-            plain = ((self.steps[f] - 1) + frac) * self._dt_s
-            jittered = race_before[f] + frac * durations[f]
-            lap[f] = np.where(self._jitter[f] > 0.0, jittered, plain)
-            self.lap_s[f] = lap[f]
-        truncated = ~finished & (self.steps >= self.caps)
-        terminated = finished
-        if cfg.end_on_wall:  # a crash is terminal, as SimEnv.step says why
-            crashed = ~finished & self.contact
-            terminated, truncated = finished | crashed, truncated & ~crashed
         return self._obs(), terminated, truncated, lap
 
     def _step_cars(self, controls: np.ndarray, durations: np.ndarray) -> None:
