@@ -85,15 +85,18 @@ def check_meta_values(value: Any, where: str = "meta", depth: int = 0) -> None:
         return
     if depth >= MAX_META_DEPTH and isinstance(value, (list, dict)):
         raise DecodeError(f"{where} nests lists/maps deeper than {MAX_META_DEPTH} levels")
+    # scalars are checked inline: a call and its f-string per value was most of the cost
     if isinstance(value, list):
         for i, item in enumerate(value):
-            check_meta_values(item, f"{where}[{i}]", depth + 1)
+            if not isinstance(item, _SCALARS):
+                check_meta_values(item, f"{where}[{i}]", depth + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise DecodeError(f"{where} has a non-string key {key!r}")
-            check_meta_values(item, f"{where}.{key}", depth + 1)
+            if not isinstance(item, _SCALARS):
+                check_meta_values(item, f"{where}.{key}", depth + 1)
         return
     raise DecodeError(f"{where} holds a {type(value).__name__}, not a msgpack scalar/list/map")
 
