@@ -525,7 +525,7 @@ def finish_cars_step(
     lap: np.ndarray, lap_s: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
 ) -> None:  # fmt: skip
     """A batch step's bookkeeping after the physics, car by car (``SimBatch.step`` did it with
-    two dozen numpy calls, a third of a 64-car step): step count and race time, the action
+    two dozen numpy calls): step count and race time, the action
     history (``actions`` ``(cars, history, 3)``, ``act`` pushed last), ``new_progress`` (the
     best arc length, at most the track's ``length``), the lap of a car that crossed the
     finish from a standing start (interpolated within the step; NaN in ``lap`` otherwise,
