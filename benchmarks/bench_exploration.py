@@ -12,8 +12,10 @@ same budget of ``--steps`` env steps, reads the run's ``metrics.jsonl`` back and
 - the finish rate at the end (the track's last 20 episodes).
 
 Then, on the dense default job (``configs/sim_lidar.yaml``), one run of ``--dense-seconds`` per
-kind: env steps/s and updates/s, and their ratio to ``none`` (what RND and ICM cost the
-trainer, what parameter noise costs the workers). First of all, the learner alone
+kind and ``--dense-seeds`` seed (seed-major, so that a drift of the machine's load meets every
+kind): env steps/s, updates/s and env steps to the first finish, their medians over the seeds
+and the ratios of the medians to ``none``'s (what RND and ICM cost the trainer, what parameter
+noise costs the workers). First of all, the learner alone
 (``--learner-rounds``, 0 skips it): the dense job's learner with each trainer-side kind at
 ``train_every`` 1 and at its default, updating on one random batch, interleaved rounds in this
 process on one thread; the median of the per-round ratios of updates/s to ``none``'s (the
@@ -82,6 +84,16 @@ def dense_result(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def dense_medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over a kind's dense runs (of the runs that have the figure; None: none has)."""
+
+    def median(key: str) -> float | None:
+        values = [run[key] for run in runs if run.get(key) is not None]
+        return float(statistics.median(values)) if values else None
+
+    return {key: median(key) for key in ("steps_per_s", "updates_per_s", "steps_to_first_finish")}
+
+
 def fmt(value: Any) -> str:
     if value is None:
         return "never"
@@ -98,6 +110,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     parser.add_argument("--dense-seconds", type=float, default=180.0)
+    parser.add_argument("--dense-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--learner-rounds", type=int, default=15, help="0: skip")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--quick", action="store_true", help="a smoke run (measures nothing)")
@@ -133,12 +146,17 @@ def main() -> int:
             run = {"seed": seed, "exit": code, **sparse_result(read_metrics(run_dir))}
             results["sparse"].setdefault(kind, []).append(run)
             save(args.json, results)
-    for kind in args.kinds if dense_s > 0 else []:
-        run_dir = out / f"dense-{kind}"
-        sets = [f"exploration.kind={kind}", *(QUICK_SETS if args.quick else [])]
-        train(args.dense_config, sets, run_dir, ["--minutes", str(dense_s / 60)], args.reuse)
-        results["dense"][kind] = dense_result(run_dir)
-        save(args.json, results)
+    dense_seeds = seeds[:1] if args.quick else args.dense_seeds
+    for seed in dense_seeds if dense_s > 0 else []:
+        for kind in args.kinds:
+            run_dir = out / f"dense-{kind}-{seed}"
+            sets = [f"exploration.kind={kind}", f"run.seed={seed}"]
+            sets += QUICK_SETS if args.quick else []
+            train(args.dense_config, sets, run_dir, ["--minutes", str(dense_s / 60)], args.reuse)
+            runs = results["dense"].setdefault(kind, {"runs": []})["runs"]
+            runs.append({"seed": seed, **dense_result(run_dir)})
+            results["dense"][kind] |= dense_medians(runs)
+            save(args.json, results)
     print_tables(results, steps)
     print(f"\n{time.monotonic() - start:.0f} s; run folders under {out}")
     save(args.json, results)
@@ -231,9 +249,15 @@ def print_tables(results: dict[str, Any], steps: int) -> None:
         hits = [x for x in reached if x is not None]
         median = f"median {statistics.median(hits):.0f}" if hits else "none reached"
         print(f"{kind:<12} {'all':>4} {len(hits)}/{len(runs)} seeds reached a checkpoint, {median}")
-    print("\n== dense default job: cost ==")
+    print("\n== dense default job: cost (medians over the seeds) ==")
     base = results["dense"].get("none", {})
     for kind, row in results["dense"].items():
+        for run in row["runs"]:
+            print(
+                f"{kind:<12} seed {run['seed']}: {fmt(run['steps_per_s'])} steps/s, "
+                f"{fmt(run['updates_per_s'])} updates/s, first finish at step "
+                f"{fmt(run.get('steps_to_first_finish'))}"
+            )
         ratio = ""
         if base.get("updates_per_s") and row.get("updates_per_s"):
             ratio = f" ({row['updates_per_s'] / base['updates_per_s']:.2f}x none's updates/s)"
@@ -241,7 +265,7 @@ def print_tables(results: dict[str, Any], steps: int) -> None:
         if base.get("steps_to_first_finish") and row.get("steps_to_first_finish"):
             delay = f" ({row['steps_to_first_finish'] / base['steps_to_first_finish']:.2f}x none's)"
         print(
-            f"{kind:<12} {fmt(row['steps_per_s'])} steps/s, {fmt(row['updates_per_s'])} "
+            f"{kind:<12} median: {fmt(row['steps_per_s'])} steps/s, {fmt(row['updates_per_s'])} "
             f"updates/s{ratio}; first finish at step {fmt(row.get('steps_to_first_finish'))}"
             f"{delay}"
         )
