@@ -16,6 +16,10 @@ fractions of those.
   renews it per chunk. Figures: the median over 0.25 s windows of samples/s received by the
   trainer, and the server process's CPU time (every thread, libzmq's included) in seconds per
   1000 forwarded chunks (messages from the workers), beside the relay's of the ceiling run.
+  Below each line, every role's CPU (workers together, server, trainer, all) per 1000
+  messages received by the trainer and the cores it kept busy, for ours and for the ceiling:
+  where the cores are all busy, the ratio of the two ``all`` figures is the fraction of the
+  ceiling that the CPU per message allows.
 - **ceiling**: the same processes and the same encoded bytes through raw ZeroMQ, no protocol:
   workers PUSH, a relay process PULLs and PUSHes the frames on untouched, the trainer PULLs
   and counts. Ours is reported as a fraction of it; tmrl's against the same ceiling run with
@@ -162,6 +166,29 @@ def ready(results: Any) -> None:
     results.put(("ready", None))
 
 
+class CpuWindow:
+    """This process's CPU time (every thread, libzmq's I/O thread included) between the first
+    ``tick`` at or after ``start`` and the last one: a role's share of the measured window."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.first: tuple[float, float] | None = None
+        self.last: tuple[float, float] | None = None
+
+    def tick(self, now: float) -> None:
+        if now >= self.start:
+            mark = (now, time.process_time())
+            if self.first is None:
+                self.first = mark
+            self.last = mark
+
+    def busy(self) -> float:
+        """Cores this process kept busy over its window (NaN when it saw none)."""
+        if self.first is None or self.last is None or self.last[0] <= self.first[0]:
+            return math.nan
+        return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
+
+
 def worker_process(index: int, commands: Any, results: Any) -> None:
     """Serves commands: stream chunks until a deadline, or receive weights until one."""
     ready(results)
@@ -174,22 +201,26 @@ def worker_process(index: int, commands: Any, results: Any) -> None:
             results.put(("weights", index, receive_weights(index, *command[1:])))
 
 
-def stream_chunks(index: int, address: str, obs: str, until: float, flow: bool) -> int:
+def stream_chunks(
+    index: int, address: str, obs: str, start: float, until: float, flow: bool
+) -> tuple[int, float]:
     from tmrl2.net.codec import Message
     from tmrl2.net.errors import NetTimeout
 
     client = join(address, "worker", f"w{index}", HWM[obs], flow)
     meta = {"worker": f"w{index}", "policy_version": 0, "n": CHUNK_STEPS, "episodes": []}
     msg = Message("chunk", meta, chunk_arrays(obs, index))
-    sent = 0
-    while time.time() < until:
+    sent, cpu = 0, CpuWindow(start)
+    while (now := time.time()) < until:
+        cpu.tick(now)
         try:
             client.send(msg, copy=False)  # the arrays never change: zero-copy is safe
             sent += 1
         except NetTimeout:
             pass
+    cpu.tick(time.time())
     client.close()
-    return sent
+    return sent, cpu.busy()
 
 
 def raw_frames(payload: str, index: int) -> list[Any]:
@@ -210,7 +241,9 @@ def hwm_of(payload: str) -> int:
     return HWM[payload]
 
 
-def raw_push(index: int, address: str, payload: str, until: float) -> int:
+def raw_push(
+    index: int, address: str, payload: str, start: float, until: float
+) -> tuple[int, float]:
     """The ceiling's worker: the same encoded message through a bare PUSH socket."""
     import zmq
 
@@ -220,13 +253,15 @@ def raw_push(index: int, address: str, payload: str, until: float) -> int:
     push.setsockopt(zmq.SNDHWM, hwm_of(payload))
     push.setsockopt(zmq.LINGER, 0)
     push.connect(address)
-    sent = 0
-    while time.time() < until:
+    sent, cpu = 0, CpuWindow(start)
+    while (now := time.time()) < until:
+        cpu.tick(now)
         if push.poll(50, zmq.POLLOUT):
             push.send_multipart(frames, copy=False)
             sent += 1
+    cpu.tick(time.time())
     push.close()
-    return sent
+    return sent, cpu.busy()
 
 
 def raw_relay(
@@ -263,7 +298,9 @@ def raw_relay(
     results.put(("server", {"marks": marks, "dropped": 0}))
 
 
-def raw_pull(address: str, start: float, end: float, stop_at: float, samples: int) -> list[Any]:
+def raw_pull(
+    address: str, start: float, end: float, stop_at: float, samples: int
+) -> list[tuple[float, int, float]]:
     """The ceiling's trainer: count the chunks a bare PULL socket receives."""
     import zmq
 
@@ -277,7 +314,7 @@ def raw_pull(address: str, start: float, end: float, stop_at: float, samples: in
             received += samples
         now = time.time()
         if next_mark <= end and now >= next_mark:
-            marks.append((now, received))
+            marks.append((now, received, time.process_time()))
             while next_mark <= now:
                 next_mark += WINDOW_S
     pull.close()
@@ -327,7 +364,7 @@ def trainer_process(commands: Any, results: Any) -> None:
                 client.send(Message("credit", {"n": consumed}))
             now = time.time()
             if next_mark <= end and now >= next_mark:
-                marks.append((now, samples))
+                marks.append((now, samples, time.process_time()))
                 while next_mark <= now:
                     next_mark += WINDOW_S
         client.try_send(Message("bye"))  # the server may be gone already: never wait on it
@@ -430,6 +467,34 @@ def server_cpu(marks: list[tuple[float, float, int]]) -> dict[str, float]:
     }
 
 
+def pipeline_cpu(
+    rate: float,
+    workers_busy: list[float],
+    server_marks: list[tuple[float, float, int]],
+    trainer_marks: list[tuple[float, int, float]],
+    samples: int | None = None,
+) -> dict[str, float]:
+    """CPU per 1000 messages of every role of a run (workers together, server or relay,
+    trainer) and of all of them: the cores each kept busy over the window, divided by the
+    messages per second the trainer received. On a machine whose cores are all busy, the
+    ratio of two runs' ``all`` figures bounds the ratio of their throughputs."""
+    samples = CHUNK_STEPS if samples is None else samples
+    msgs_per_s = rate / samples if valid(rate) else math.nan
+    busy = {
+        "workers": sum(workers_busy),
+        "server": server_cpu(server_marks)["server_cpu_frac"],
+        "trainer": math.nan,
+    }
+    if len(trainer_marks) >= 2 and trainer_marks[-1][0] > trainer_marks[0][0]:
+        (t0, _, cpu0), (t1, _, cpu1) = trainer_marks[0], trainer_marks[-1]
+        busy["trainer"] = (cpu1 - cpu0) / (t1 - t0)
+    busy["all"] = sum(busy.values())
+    out = {f"busy_{role}": cores for role, cores in busy.items()}
+    for role, cores in busy.items():
+        out[f"cpu_s_per_1000_msgs_{role}"] = 1000 * cores / msgs_per_s if msgs_per_s else math.nan
+    return out
+
+
 def measure_ours(
     pool: Pool, obs: str, workers: int, seconds: float, flow: bool = True, batch: int = 1
 ) -> dict[str, float]:
@@ -439,13 +504,15 @@ def measure_ours(
     address = pool.start_server(obs, start, end, stop_at)
     pool.trainer_commands.put((address, obs, start, end, stop_at, batch))
     for queue in pool.worker_commands[:workers]:
-        queue.put(("chunks", address, obs, end, flow))
-    pool.expect("worker", workers)
+        queue.put(("chunks", address, obs, start, end, flow))
+    sent = pool.expect("worker", workers)
     (marks,) = pool.expect("trainer")
     (server,) = pool.expect("server")
+    rate = median_rate(marks)
     return {
-        "samples_per_s": median_rate(marks),
+        "samples_per_s": rate,
         **server_cpu(server["marks"]),
+        **pipeline_cpu(rate, [busy for _, (_, busy) in sent], server["marks"], marks),
         "dropped": float(server["dropped"]),
     }
 
@@ -465,11 +532,17 @@ def measure_ceiling(
     trainer = (f"tcp://127.0.0.1:{out_port}", f"raw:{samples}", start, end, stop_at, 1)
     pool.trainer_commands.put(trainer)
     for queue in pool.worker_commands[:workers]:
-        queue.put(("raw", f"tcp://127.0.0.1:{in_port}", payload, end))
-    pool.expect("worker", workers)
+        queue.put(("raw", f"tcp://127.0.0.1:{in_port}", payload, start, end))
+    sent = pool.expect("worker", workers)
     (marks,) = pool.expect("trainer")
     (server,) = pool.expect("server")
-    return {"samples_per_s": median_rate(marks), **server_cpu(server["marks"])}
+    rate = median_rate(marks)
+    busy = [b for _, (_, b) in sent]
+    return {
+        "samples_per_s": rate,
+        **server_cpu(server["marks"]),
+        **pipeline_cpu(rate, busy, server["marks"], marks, samples),
+    }
 
 
 def measure_freshness(pool: Pool, n_params: int, workers: int, publishes: int) -> dict[str, float]:
@@ -630,17 +703,36 @@ def ours_row(args: argparse.Namespace, pool: Pool, obs: str, workers: int) -> di
         f"({r['cpu_us_per_sample']:.2f} us/sample, {100 * r['server_cpu_frac']:.0f}% of a "
         f"core), {r['dropped']:.0f} dropped"
     )
+    row["cpu_s_per_1000_msgs"] = {role: r[f"cpu_s_per_1000_msgs_{role}"] for role in ROLES}
+    line += "\n    " + cpu_line("ours", r)
     if not args.no_ceiling:
         c = measure_ceiling(pool, obs, workers, args.seconds)
         row["ceiling"] = c["samples_per_s"]
         row["relay_cpu_s_per_1000_msgs"] = c["cpu_s_per_1000_msgs"]
-        line += (
-            f" | raw zmq ceiling {figure(c['samples_per_s'])} (relay CPU "
+        row["ceiling_cpu_s_per_1000_msgs"] = {
+            role: c[f"cpu_s_per_1000_msgs_{role}"] for role in ROLES
+        }
+        line = (
+            f"{line}\n    raw zmq ceiling {figure(c['samples_per_s'])} (relay CPU "
             f"{c['cpu_s_per_1000_msgs']:.3f} s/1000 msgs): ours "
-            f"{fraction(r['samples_per_s'], c['samples_per_s'])}"
+            f"{fraction(r['samples_per_s'], c['samples_per_s'])}\n    {cpu_line('ceiling', c)}"
+            f"\n    the ceiling's CPU per message / ours: "
+            f"{fraction(c['cpu_s_per_1000_msgs_all'], r['cpu_s_per_1000_msgs_all'])} (what the "
+            "CPU allows ours of the ceiling where every core is busy)"
         )
     print(line, flush=True)
     return row
+
+
+ROLES = ("workers", "server", "trainer", "all")
+
+
+def cpu_line(label: str, r: dict[str, float]) -> str:
+    """CPU s per 1000 messages and cores kept busy, by role (:func:`pipeline_cpu`)."""
+    parts = ", ".join(
+        f"{role} {r[f'cpu_s_per_1000_msgs_{role}']:.3f} ({r[f'busy_{role}']:.2f})" for role in ROLES
+    )
+    return f"{label} CPU s per 1000 msgs (cores busy): {parts}"
 
 
 def tmrl_row(
