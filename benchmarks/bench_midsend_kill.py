@@ -70,6 +70,9 @@ def main() -> int:
     parser.add_argument("--obs", default="image", choices=["image", "image_compact", "lidar"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    from timing import cpu_flags_line, machine
+
+    print(f"machine: {machine()}; flags: {cpu_flags_line()} (a robustness check: no figure)")
     rng = random.Random(args.seed)
     ctx = mp.get_context("spawn")
     ports = ctx.Queue()
