@@ -217,9 +217,23 @@ class Track:
 
     def curvature(self) -> np.ndarray:
         """Unsigned curvature (1/m) at each centerline point, from the heading change."""
-        angle = np.unwrap(np.arctan2(self.tangents[:, 1], self.tangents[:, 0]))
+        # math.atan2, not np.arctan2: numpy's float64 arctan2 takes SVML's on AVX-512 CPUs,
+        # whose last bits differ from libm's (9 of the default track's 517 headings), and the
+        # autopilot's speeds, hence its laps, would then depend on the machine
+        angle = np.unwrap([math.atan2(tz, tx) for tx, tz in self.tangents.tolist()])
         dpsi = np.abs(np.diff(angle)) / (0.5 * (self.s_m[2:] - self.s_m[:-2]))
         return np.concatenate([[dpsi[0]], dpsi, [dpsi[-1]]])
+
+
+def _length(vector: np.ndarray) -> float:
+    """Euclidean length of a short vector, its squares summed in order with Python floats.
+    Not ``np.linalg.norm``: of a 1-D array that is a BLAS dot, whose kernel (and so the last
+    bits of every track point) depends on the CPU (OpenBLAS's AVX-512 kernel and its AVX2
+    one differ), and a track must be the same on every machine."""
+    total = 0.0
+    for value in vector.tolist():
+        total += value * value
+    return math.sqrt(total)
 
 
 def catmull_rom(control: np.ndarray, samples_per_span: int = SAMPLES_PER_SPAN) -> np.ndarray:
@@ -233,9 +247,9 @@ def catmull_rom(control: np.ndarray, samples_per_span: int = SAMPLES_PER_SPAN) -
     u = np.linspace(0.0, 1.0, samples_per_span, endpoint=False)[:, None]
     for k in range(1, len(padded) - 2):
         p0, p1, p2, p3 = padded[k - 1 : k + 3]
-        t1 = np.linalg.norm(p1 - p0) ** 0.5
-        t2 = t1 + np.linalg.norm(p2 - p1) ** 0.5
-        t3 = t2 + np.linalg.norm(p3 - p2) ** 0.5
+        t1 = _length(p1 - p0) ** 0.5
+        t2 = t1 + _length(p2 - p1) ** 0.5
+        t3 = t2 + _length(p3 - p2) ** 0.5
         t = t1 + u * (t2 - t1)
         a1 = (t1 - t) / t1 * p0 + t / t1 * p1
         a2 = (t2 - t) / (t2 - t1) * p1 + (t - t1) / (t2 - t1) * p2
@@ -294,7 +308,7 @@ def add_runoff(line: np.ndarray, runoff_m: float, spacing_m: float) -> np.ndarra
     direction = line[-1] - line[-2]
     direction[1] = 0.0
     direction[3:] = 0.0
-    direction /= np.linalg.norm(direction[[0, 2]])
+    direction /= _length(direction[[0, 2]])
     steps = np.arange(1, int(round(runoff_m / spacing_m)) + 1)[:, None] * spacing_m
     return np.vstack([line, line[-1] + steps * direction])
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,9 @@ def smooth(points: np.ndarray, sigma_samples: float, closed: bool) -> np.ndarray
     if sigma_samples <= 0.0:
         return points
     half = int(np.ceil(3.0 * sigma_samples))
-    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma_samples) ** 2)
+    # math.exp, not np.exp: numpy's float64 exp differs in the last bits on AVX-512 CPUs (SVML),
+    # and an imported track must have the same geometry on every machine
+    kernel = np.array([math.exp(-0.5 * (k / sigma_samples) ** 2) for k in range(-half, half + 1)])
     kernel /= kernel.sum()
     if closed:
         padded = np.pad(points, ((half, half), (0, 0)), mode="wrap")
