@@ -477,8 +477,9 @@ def pipeline_cpu(
 ) -> dict[str, float]:
     """CPU per 1000 messages of every role of a run (workers together, server or relay,
     trainer) and of all of them: the cores each kept busy over the window, divided by the
-    messages per second the trainer received. On a machine whose cores are all busy, the
-    ratio of two runs' ``all`` figures bounds the ratio of their throughputs."""
+    messages per second the trainer received (the median rate). On a machine whose cores are
+    all busy, the inverse ratio of two runs' ``all`` figures estimates the ratio of their
+    throughputs (docs/networking.md: within 0.10 of the measured fraction)."""
     samples = CHUNK_STEPS if samples is None else samples
     msgs_per_s = rate / samples if valid(rate) else math.nan
     busy = {
