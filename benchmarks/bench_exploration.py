@@ -113,6 +113,13 @@ def main() -> int:
     parser.add_argument("--dense-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--learner-rounds", type=int, default=15, help="0: skip")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--dense-set",
+        dest="dense_overrides",
+        action="append",
+        default=[],
+        help="a config override for the dense job's runs (--set applies to the sparse runs)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run (measures nothing)")
     parser.add_argument("--out", type=Path, help="run folders (default: a temporary folder)")
     parser.add_argument("--json", type=Path)
@@ -150,7 +157,7 @@ def main() -> int:
     for seed in dense_seeds if dense_s > 0 else []:
         for kind in args.kinds:
             run_dir = out / f"dense-{kind}-{seed}"
-            sets = [f"exploration.kind={kind}", f"run.seed={seed}"]
+            sets = [f"exploration.kind={kind}", f"run.seed={seed}", *args.dense_overrides]
             sets += QUICK_SETS if args.quick else []
             train(args.dense_config, sets, run_dir, ["--minutes", str(dense_s / 60)], args.reuse)
             runs = results["dense"].setdefault(kind, {"runs": []})["runs"]
