@@ -8,14 +8,13 @@ worker and with two.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from rolekit import FakeClock, FakeHub, FakeLearner, make_trainer, make_worker, tiny_config
 
+from tmrl2.contracts import ActorCritic
 from tmrl2.memory.batch import Batch
-from tmrl2.roles import trainer as trainer_module
 from tmrl2.roles.pacing import UpdateBudget
+from tmrl2.roles.trainer import Trainer
 
 
 def test_budget_anchors_when_ready_and_counts_from_there() -> None:
@@ -32,11 +31,28 @@ def test_budget_anchors_when_ready_and_counts_from_there() -> None:
 
 
 class SlowLearner(FakeLearner):
-    """Each update takes a little wall clock: the trainer becomes the slow side."""
+    """At most :attr:`PER_PASS` updates per trainer pass (:func:`slow_down`): the trainer is
+    the slow side, by a count and not by wall clock, so a busy machine (which once let a
+    sleeping learner make a third of its updates) does not change the test."""
+
+    PER_PASS = 10
+
+    def __init__(self, model: ActorCritic) -> None:
+        super().__init__(model)
+        self.left = self.PER_PASS
 
     def update(self, batch: Batch) -> dict[str, float]:
-        time.sleep(0.0004)
+        self.left -= 1
         return super().update(batch)
+
+
+def slow_down(trainer: Trainer, monkeypatch: pytest.MonkeyPatch) -> SlowLearner:
+    """Give ``trainer`` a :class:`SlowLearner` whose pass quota ends its update bursts."""
+    learner = SlowLearner(trainer.model)
+    trainer.algo = learner
+    can_update = trainer._can_update
+    monkeypatch.setattr(trainer, "_can_update", lambda: can_update() and learner.left > 0)
+    return learner
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -45,24 +61,26 @@ class SlowLearner(FakeLearner):
 def test_the_ratio_holds_whichever_side_is_faster(
     ratio: float, slow_trainer: bool, workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if slow_trainer:  # short bursts of slow updates: ~10 per trainer pass
-        monkeypatch.setattr(trainer_module, "UPDATE_BURST_S", 0.004)
     config = tiny_config(f"trainer.updates_per_step={ratio}", "trainer.start_samples=100")
     clock = FakeClock()
     hub = FakeHub()
     trainer = make_trainer(config, hub, clock=clock)
-    if slow_trainer:
-        trainer.algo = SlowLearner(trainer.model)
+    slow = slow_down(trainer, monkeypatch) if slow_trainer else None
     team = [make_worker(config, hub, f"w{i}", clock=clock) for i in range(workers)]
     trainer.start()
     for worker in team:
         worker.start()
-    target = 100 + (600 if ratio > 1 else 1500)
+    # paced workers may be ahead by the pacing slack plus what they make between two trainer
+    # states (about 120 samples with two workers and a slow trainer): windows long enough to
+    # keep that under 10 % (600 samples at a ratio of 4 measured 3.28)
+    target = 100 + (2400 if ratio > 1 else 1500)
     passes = 0
     while trainer.counters["samples"] < target:
         for _ in range(20):  # the workers could make 20 steps per trainer pass
             for worker in team:
                 worker.step(wait_ms=0)
+        if slow is not None:
+            slow.left = SlowLearner.PER_PASS
         trainer.step()
         clock.advance(0.25)  # the trainer's state goes out every 0.5 s of its clock
         passes += 1
@@ -78,20 +96,20 @@ def test_pace_false_lets_workers_run_ahead_of_a_slow_trainer(
 ) -> None:
     """The control of the test above: without pacing the ratio sinks (so pacing is what
     held it there)."""
-    monkeypatch.setattr(trainer_module, "UPDATE_BURST_S", 0.004)
     config = tiny_config(
         "trainer.updates_per_step=4", "trainer.start_samples=100", "worker.pace=false"
     )
     clock = FakeClock()
     hub = FakeHub()
     trainer = make_trainer(config, hub, clock=clock)
-    trainer.algo = SlowLearner(trainer.model)
+    slow = slow_down(trainer, monkeypatch)
     worker = make_worker(config, hub, clock=clock)
     trainer.start()
     worker.start()
     while trainer.counters["samples"] < 700:
         for _ in range(20):
             worker.step(wait_ms=0)
+        slow.left = SlowLearner.PER_PASS
         trainer.step()
         clock.advance(0.25)
     measured = trainer.budget.measured(trainer.counters["updates"], trainer.counters["samples"])
