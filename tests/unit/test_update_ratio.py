@@ -32,8 +32,8 @@ def test_budget_anchors_when_ready_and_counts_from_there() -> None:
 
 class SlowLearner(FakeLearner):
     """At most :attr:`PER_PASS` updates per trainer pass (:func:`slow_down`): the trainer is
-    the slow side, by a count and not by wall clock, so a busy machine (which once let a
-    sleeping learner make a third of its updates) does not change the test."""
+    the slow side, by a count and not by wall clock, so a busy machine (where a learner that
+    slept per update made fewer updates per pass than the test assumed) does not change it."""
 
     PER_PASS = 10
 
