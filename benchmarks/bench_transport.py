@@ -87,6 +87,8 @@ if os.environ.get(PACK_ENV):
 
     _codec.PACK_MAX_BYTES = int(os.environ[PACK_ENV])
 WINDOW_S = 0.25
+ROLES = ("workers", "server", "trainer", "all")
+"""The processes whose CPU per message is reported (:func:`pipeline_cpu`), and their sum."""
 OBS_SHAPES: dict[str, dict[str, tuple[tuple[int, ...], str]]] = {
     "lidar": {
         "lidar": ((1, 19), "float32"),
@@ -724,9 +726,6 @@ def ours_row(args: argparse.Namespace, pool: Pool, obs: str, workers: int) -> di
         )
     print(line, flush=True)
     return row
-
-
-ROLES = ("workers", "server", "trainer", "all")
 
 
 def cpu_line(label: str, r: dict[str, float]) -> str:
