@@ -18,7 +18,7 @@ k-step consequences of the first action: still a novelty signal, no longer the p
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 from gymnasium import spaces
@@ -40,6 +40,10 @@ class ICMConfig(IntrinsicConfig):
     """Learning rate of the encoder, inverse and forward models (Adam; the paper's)."""
     forward_weight: float = Field(default=0.2, ge=0.0, le=1.0)
     """beta: the forward loss's share of the module's loss (the inverse loss has 1 - beta)."""
+    feature_dim: int = Field(default=32, gt=0)
+    """Width of the state features ``phi`` (half RND's: three networks train on them)."""
+    hidden_sizes: tuple[Annotated[int, Field(gt=0)], ...] = (64, 64)
+    """Hidden layers of the encoder's MLP and of the inverse and forward models."""
 
 
 class ICM:
