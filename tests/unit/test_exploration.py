@@ -302,6 +302,16 @@ def test_checkpoints_restore_the_exploration_modules(kind: str, tmp_path: Path) 
     assert one["predictor_loss"] == pytest.approx(two["predictor_loss"])
 
 
+def test_a_checkpoint_of_other_module_sizes_fails_naming_the_keys() -> None:
+    small = ["exploration.kind=icm", "exploration.feature_dim=8", "exploration.hidden_sizes=[16]"]
+    _, saved = _sac(small)
+    _, other = _sac([*small[:2], "exploration.hidden_sizes=[32]"])
+    with pytest.raises(ValueError, match="exploration.feature_dim, exploration.hidden_sizes"):
+        other.load_state_dict(saved.state_dict())
+    _, same = _sac(small)
+    same.load_state_dict(saved.state_dict())  # the same sizes load
+
+
 def test_a_checkpoint_without_exploration_state_starts_the_module_fresh(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

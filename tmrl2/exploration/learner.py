@@ -114,7 +114,8 @@ class ExploringLearner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the learner, and the exploration state when the checkpoint has one of the
-        same kind (else the module starts fresh, with a warning)."""
+        same kind (else the module starts fresh, with a warning). ``ValueError`` naming the
+        keys when the saved module's sizes are not this config's."""
         self.learner.load_state_dict({k: v for k, v in state.items() if k != STATE_KEY})
         saved = state.get(STATE_KEY)
         if not isinstance(saved, dict) or saved.get("kind") != self.config.kind:
@@ -126,7 +127,15 @@ class ExploringLearner:
                 was,
             )
             return
-        self.intrinsic.load_state_dict(saved["module"])
+        try:
+            self.intrinsic.load_state_dict(saved["module"])
+        except RuntimeError as exc:  # torch's "size mismatch for encoder.mlp.0.weight..."
+            raise ValueError(
+                f"the checkpoint's {self.config.kind} module does not fit this config's "
+                "(exploration.feature_dim, exploration.hidden_sizes, or the observations "
+                "differ): resume with the run folder's config.yaml, or set those keys to the "
+                f"checkpoint's values. torch said: {str(exc).strip()[:400]}"
+            ) from exc
         self.reward_stats.load_state_dict(saved["reward_stats"])
         self.updates = int(saved["updates"])
 
