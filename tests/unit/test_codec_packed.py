@@ -8,6 +8,7 @@ import msgpack
 import numpy as np
 import pytest
 
+import tmrl2.net.codec as codec
 from tmrl2.net.codec import (
     PACK_ALIGN,
     PACK_MAX_BYTES,
@@ -135,3 +136,49 @@ def test_a_packed_frame_one_byte_short_or_long_is_refused() -> None:
     for body in (good[1][:-1], good[1] + b"\0"):
         with pytest.raises(DecodeError, match="packed frame holds"):
             decode([good[0], body])
+
+
+def _general(msg: Message) -> list[bytes]:
+    """``encode``'s general path (every layout described anew), as bytes."""
+    codec._PACK_LAYOUTS.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(codec, "_pack_known", lambda arrays: None)
+        return [bytes(f) for f in encode(msg)]
+
+
+def test_a_known_layout_packs_the_same_bytes_as_the_general_path() -> None:
+    codec._PACK_LAYOUTS.clear()
+    first = chunk()
+    expected = _general(first)
+    assert [bytes(f) for f in encode(first)] == expected  # described, then kept
+    assert len(codec._PACK_LAYOUTS) == 1
+    second = chunk()  # the same layout, other values: the kept layout packs them
+    second.arrays["reward"] = second.arrays["reward"] + 1.0
+    strided = np.random.default_rng(2).random((5, 6), dtype=np.float32)[:, ::2]
+    second.arrays["action"] = strided  # not C-contiguous: copied in order, as before
+    got = [bytes(f) for f in encode(second)]
+    assert len(codec._PACK_LAYOUTS) == 1
+    assert got == _general(second)
+    np.testing.assert_array_equal(decode(got).arrays["action"], strided)
+
+
+def test_arrays_that_need_converting_take_the_general_path() -> None:
+    codec._PACK_LAYOUTS.clear()
+    msg = chunk()
+    msg.arrays["reward"] = msg.arrays["reward"].astype(">f4")  # big-endian: converted
+    got = [bytes(f) for f in encode(msg)]
+    assert not codec._PACK_LAYOUTS
+    assert decode(got).arrays["reward"].dtype == np.dtype("<f4")
+    np.testing.assert_array_equal(decode(got).arrays["reward"], msg.arrays["reward"])
+    bad = chunk()
+    bad.arrays["reward"] = np.zeros(5, np.complex64)  # not a wire dtype: the same error
+    with pytest.raises(TypeError, match="complex64"):
+        encode(bad)
+
+
+def test_the_layout_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    codec._PACK_LAYOUTS.clear()
+    monkeypatch.setattr(codec, "MAX_PACK_LAYOUTS", 4)
+    for n in range(1, 11):
+        assert decode(encode(chunk(n))).meta["n"] == n
+        assert len(codec._PACK_LAYOUTS) <= 4

@@ -251,6 +251,12 @@ def encode(msg: Message, compress: str | None = None) -> list[bytes | memoryview
         check_message(msg.kind, msg.meta, msg.arrays)
     except DecodeError as exc:
         raise ValueError(f"cannot encode this {msg.kind!r} message: {exc}") from exc
+    if compress is None and len(msg.arrays) > 1:
+        packed = _pack_known(msg.arrays)
+        if packed is not None:
+            header = {"v": PROTOCOL_VERSION, "kind": msg.kind, "meta": msg.meta}
+            header |= {"arrays": packed[0], "p": 1}
+            return [msgpack.packb(header, use_bin_type=True), memoryview(packed[1])]
     specs: list[list[Any]] = []
     datas: list[memoryview] = []
     for name, array in msg.arrays.items():
@@ -268,6 +274,66 @@ def encode(msg: Message, compress: str | None = None) -> list[bytes | memoryview
     else:
         frames = list(datas)
     return [msgpack.packb(header, use_bin_type=True), *frames]
+
+
+PackLayout = tuple[list[list[Any]], list[tuple[int, int]], int, int]
+"""A packed message's header ``arrays`` specs, each array's ``(start, end)`` in the frame, the
+frame's size and the arrays' bytes (what :data:`PACK_MAX_BYTES` is compared with)."""
+
+_PACK_LAYOUTS: dict[tuple[Any, ...], PackLayout] = {}
+"""Layouts (name, dtype and shape per array) of native, wire-ready arrays -> how they pack:
+a worker's chunks share one or two, so :func:`encode` describes them once (issue 18: a third
+of the encoding of a LIDAR chunk was describing its ten arrays)."""
+
+MAX_PACK_LAYOUTS = 256
+"""Most layouts :data:`_PACK_LAYOUTS` keeps (a sender inventing layouts must not grow it)."""
+
+
+def _pack_known(arrays: dict[str, np.ndarray]) -> tuple[list[list[Any]], bytearray] | None:
+    """Header specs and packed frame of ``arrays`` when they are numpy arrays of wire dtypes
+    whose layout packs (at most :data:`PACK_MAX_BYTES`), from a layout described once; None
+    otherwise (then :func:`encode` takes its general path, which raises what is wrong)."""
+    key: list[tuple[str, np.dtype[Any], tuple[int, ...]]] = []
+    for name, array in arrays.items():
+        if type(array) is not np.ndarray:
+            return None
+        key.append((name, array.dtype, array.shape))
+    layout = _PACK_LAYOUTS.get(tuple(key))
+    if layout is None:
+        layout = _describe_pack(arrays)
+        if layout is None:
+            return None
+        if len(_PACK_LAYOUTS) >= MAX_PACK_LAYOUTS:
+            _PACK_LAYOUTS.clear()
+        _PACK_LAYOUTS[tuple(key)] = layout
+    specs, spans, end, size = layout
+    if size > PACK_MAX_BYTES:
+        return None
+    body = bytearray(end)
+    for (start, stop), array in zip(spans, arrays.values(), strict=True):
+        if stop > start:
+            if not array.flags.c_contiguous:
+                array = np.ascontiguousarray(array)
+            body[start:stop] = memoryview(cast(Any, array)).cast("B")
+    return specs, body
+
+
+def _describe_pack(arrays: dict[str, np.ndarray]) -> PackLayout | None:
+    """How ``arrays`` pack, or None when one needs a conversion (a big-endian dtype) or
+    breaks a rule (:func:`_wire_array` says which on the general path)."""
+    if any(array.dtype not in _WIRE_DTYPES for array in arrays.values()):
+        return None
+    try:
+        described = [_wire_array(name, array) for name, array in arrays.items()]
+    except (TypeError, ValueError):
+        return None
+    spans, end = [], 0
+    for _, data in described:
+        start = _aligned(end)
+        end = start + len(data)
+        spans.append((start, end))
+    size = sum(len(data) for _, data in described)
+    return [spec for spec, _ in described], spans, end, size
 
 
 def _pack(datas: list[memoryview]) -> bytearray:
