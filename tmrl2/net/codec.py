@@ -36,7 +36,9 @@ arrays are at most ``max_bytes`` each, meta nests at most
 kind (:mod:`tmrl2.net.kinds`). Anything else raises :class:`DecodeError` saying what was wrong.
 A header's ``arrays`` list is validated once per distinct list (:func:`_layout`, keyed by its
 exact ``repr``): a run's chunks share a few layouts, and their later messages only have their
-frame sizes checked against it (issue 18: the server's time per chunk).
+frame sizes checked against it (issue 18: the server's time per chunk). :func:`encode` does
+the same for packed messages (:data:`_PACK_LAYOUTS`): a layout of native arrays is described
+once, later messages of it are only copied into their frame.
 
 A ``chunks`` batch is the one message whose frames are not its arrays: its header frame is
 followed by whole ``chunk`` messages, frames unchanged. :func:`decode` refuses it;
