@@ -329,25 +329,28 @@ def _describe_pack(arrays: dict[str, np.ndarray]) -> PackLayout | None:
         described = [_wire_array(name, array) for name, array in arrays.items()]
     except (TypeError, ValueError):
         return None
+    lengths = [len(data) for _, data in described]
+    spans, end = _spans(lengths)
+    return [spec for spec, _ in described], spans, end, sum(lengths)
+
+
+def _spans(lengths: list[int]) -> tuple[list[tuple[int, int]], int]:
+    """Where each of buffers of ``lengths`` bytes lies in a packed frame (``(start, end)``,
+    each start at the next multiple of :data:`PACK_ALIGN`), and the frame's size."""
     spans, end = [], 0
-    for _, data in described:
+    for length in lengths:
         start = _aligned(end)
-        end = start + len(data)
+        end = start + length
         spans.append((start, end))
-    size = sum(len(data) for _, data in described)
-    return [spec for spec, _ in described], spans, end, size
+    return spans, end
 
 
 def _pack(datas: list[memoryview]) -> bytearray:
     """``datas`` in one zero-filled buffer, each at the next multiple of :data:`PACK_ALIGN`."""
-    offsets, end = [], 0
-    for data in datas:
-        start = _aligned(end)
-        offsets.append(start)
-        end = start + len(data)
+    spans, end = _spans([len(data) for data in datas])
     body = bytearray(end)
-    for start, data in zip(offsets, datas, strict=True):
-        body[start : start + len(data)] = data
+    for (start, stop), data in zip(spans, datas, strict=True):
+        body[start:stop] = data
     return body
 
 
