@@ -23,6 +23,10 @@ SMALL = [
     "algorithm.batch_size=32",
     "model.hidden_sizes=[32,32]",
     "memory.capacity=10000",
+    # a worker started before the trainer sends chunks of its first policy up to its credit,
+    # and gets credit back as the trainer drains them: with the default 8 chunks in flight a
+    # fast machine made all 1500 steps before the first weights reached the worker
+    "server.worker_credit=2",
 ]
 
 
