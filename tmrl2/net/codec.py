@@ -295,19 +295,20 @@ def _pack_known(arrays: dict[str, np.ndarray]) -> tuple[list[list[Any]], bytearr
     """Header specs and packed frame of ``arrays`` when they are numpy arrays of wire dtypes
     whose layout packs (at most :data:`PACK_MAX_BYTES`), from a layout described once; None
     otherwise (then :func:`encode` takes its general path, which raises what is wrong)."""
-    key: list[tuple[str, np.dtype[Any], tuple[int, ...]]] = []
+    parts: list[tuple[str, np.dtype[Any], tuple[int, ...]]] = []
     for name, array in arrays.items():
         if type(array) is not np.ndarray:
             return None
-        key.append((name, array.dtype, array.shape))
-    layout = _PACK_LAYOUTS.get(tuple(key))
+        parts.append((name, array.dtype, array.shape))
+    key = tuple(parts)
+    layout = _PACK_LAYOUTS.get(key)
     if layout is None:
         layout = _describe_pack(arrays)
         if layout is None:
             return None
         if len(_PACK_LAYOUTS) >= MAX_PACK_LAYOUTS:
             _PACK_LAYOUTS.clear()
-        _PACK_LAYOUTS[tuple(key)] = layout
+        _PACK_LAYOUTS[key] = layout
     specs, spans, end, size = layout
     if size > PACK_MAX_BYTES:
         return None
